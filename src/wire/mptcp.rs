@@ -486,55 +486,25 @@ impl core::fmt::Debug for AddrIdList {
     }
 }
 
-/// MP_TCPRST reason codes (RFC 8684 section 3.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpRstReason {
+/// An MP_TCPRST reason code (RFC 8684 section 3.6); codes without a name are kept as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpRstReason(pub u8);
+
+impl TcpRstReason {
     /// 0x00 unspecified error.
-    Unspecified,
+    pub const UNSPECIFIED: Self = TcpRstReason(0);
     /// 0x01 MPTCP-specific error.
-    MptcpError,
+    pub const MPTCP_ERROR: Self = TcpRstReason(1);
     /// 0x02 lack of resources.
-    NoResources,
+    pub const NO_RESOURCES: Self = TcpRstReason(2);
     /// 0x03 administratively prohibited.
-    Prohibited,
+    pub const PROHIBITED: Self = TcpRstReason(3);
     /// 0x04 too much outstanding data.
-    TooMuchOutstanding,
+    pub const TOO_MUCH_OUTSTANDING: Self = TcpRstReason(4);
     /// 0x05 unacceptable performance.
-    BadPerformance,
+    pub const BAD_PERFORMANCE: Self = TcpRstReason(5);
     /// 0x06 middlebox interference.
-    Middlebox,
-    /// Any other code, kept as received.
-    Other(u8),
-}
-
-impl From<u8> for TcpRstReason {
-    fn from(code: u8) -> Self {
-        match code {
-            0 => TcpRstReason::Unspecified,
-            1 => TcpRstReason::MptcpError,
-            2 => TcpRstReason::NoResources,
-            3 => TcpRstReason::Prohibited,
-            4 => TcpRstReason::TooMuchOutstanding,
-            5 => TcpRstReason::BadPerformance,
-            6 => TcpRstReason::Middlebox,
-            other => TcpRstReason::Other(other),
-        }
-    }
-}
-
-impl From<TcpRstReason> for u8 {
-    fn from(reason: TcpRstReason) -> u8 {
-        match reason {
-            TcpRstReason::Unspecified => 0,
-            TcpRstReason::MptcpError => 1,
-            TcpRstReason::NoResources => 2,
-            TcpRstReason::Prohibited => 3,
-            TcpRstReason::TooMuchOutstanding => 4,
-            TcpRstReason::BadPerformance => 5,
-            TcpRstReason::Middlebox => 6,
-            TcpRstReason::Other(code) => code,
-        }
-    }
+    pub const MIDDLEBOX: Self = TcpRstReason(6);
 }
 
 /// MP_TCPRST (RFC 8684 section 3.6).
@@ -965,7 +935,7 @@ impl MptcpRepr {
                 }
                 Ok(MptcpRepr::TcpRst(TcpRstRepr {
                     flags: nibble,
-                    reason: body[0].into(),
+                    reason: TcpRstReason(body[0]),
                 }))
             }
             Subtype::Experimental | Subtype::Unassigned(_) => {
@@ -1145,7 +1115,7 @@ impl MptcpRepr {
                 w.u8(0);
                 w.u64(*receiver_key);
             }
-            MptcpRepr::TcpRst(r) => w.u8(r.reason.into()),
+            MptcpRepr::TcpRst(r) => w.u8(r.reason.0),
             MptcpRepr::Opaque(_) => {}
         }
         debug_assert_eq!(w.at, len, "emit wrote a different length than buffer_len");
