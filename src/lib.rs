@@ -42,5 +42,13 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod endpoint;
+pub mod node;
 pub mod seq;
+pub mod tcp;
 pub mod wire;
+
+#[cfg(feature = "std")]
+pub mod driver;
+#[cfg(feature = "sim")]
+pub mod sim;

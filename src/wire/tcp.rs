@@ -561,16 +561,37 @@ impl<'a> IpSegment<'a> {
 
     /// The bytes [`emit`](Self::emit) writes.
     pub fn buffer_len(&self) -> usize {
-        self.ip_header_len() + self.tcp.header_len() + self.tcp.payload.len()
+        self.headers_len() + self.tcp.payload.len()
+    }
+
+    /// The IP and TCP headers with options: where the payload starts in an emitted packet.
+    pub fn headers_len(&self) -> usize {
+        self.ip_header_len() + self.tcp.header_len()
     }
 
     /// Write the whole packet with both checksums filled; returns its length.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let headers = self.headers_len();
+        let total = headers + self.tcp.payload.len();
+        if buf.len() < total {
+            return Err(Error::BufferTooSmall {
+                needed: total,
+                available: buf.len(),
+            });
+        }
+        buf[headers..total].copy_from_slice(self.tcp.payload);
+        self.emit_around_payload(buf, self.tcp.payload.len())
+    }
+
+    /// Write the headers around a payload of `payload_len` bytes that the caller has already
+    /// placed at `buf[headers_len()..]` (so a sender copies its data once, straight from its
+    /// buffer); `self.tcp.payload` is not read. Fills both checksums; returns the length.
+    pub fn emit_around_payload(&self, buf: &mut [u8], payload_len: usize) -> Result<usize, Error> {
         let options_len = self.tcp.options.buffer_len();
         if options_len > field::MAX_OPTIONS {
             return Err(Error::OptionSpaceExceeded(options_len));
         }
-        let total = self.buffer_len();
+        let total = self.headers_len() + payload_len;
         if buf.len() < total {
             return Err(Error::BufferTooSmall {
                 needed: total,
@@ -614,7 +635,6 @@ impl<'a> IpSegment<'a> {
         self.tcp
             .options
             .emit(&mut seg[field::TCP_HEADER..header_len])?;
-        seg[header_len..].copy_from_slice(self.tcp.payload);
         // Data offset (high nibble; reserved bits zero) and the flags byte.
         seg[TCP_OFFSET_AT] = ((header_len / 4) as u8) << 4;
         seg[TCP_FLAGS_AT] = self.tcp.flags.0;
