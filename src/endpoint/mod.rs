@@ -1,0 +1,565 @@
+//! The endpoint: one stack instance that owns connections and listeners and demultiplexes
+//! packets to them. Pure: no I/O, no clock, randomness from a seeded generator.
+//!
+//! Contract:
+//! - Packets enter with [`Node::handle_packet`]: anything that is not a valid TCP segment for
+//!   one of the endpoint's addresses is dropped and counted ([`EndpointStats`]). A segment for
+//!   a known 4-tuple goes to its connection; a SYN to a listening port creates one (up to
+//!   `max_connections`); anything else is answered with RST as RFC 9293 section 3.10.7.1 says
+//!   (never an RST to an RST), from a bounded queue.
+//! - Application calls take a [`ConnectionHandle`]; state changes come out as [`Event`]s from
+//!   [`Endpoint::poll_event`].
+//! - A connection's slot lives until the application calls [`Endpoint::release`] after it
+//!   closed, so unread data and final statistics stay available.
+//! - This endpoint speaks plain TCP; the MPTCP connection layer hooks in here (token
+//!   demux for MP_JOIN) when it lands.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::node::{Instant, Node};
+use crate::seq::TcpSeq;
+use crate::tcp::{self, Connection, NoHooks};
+use crate::wire::{IpSegment, TcpFlags, TcpOptions, TcpSegment};
+
+/// Endpoint configuration.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// TCP settings for every connection (the MSS is derived from `mtu`).
+    pub tcp: tcp::Config,
+    /// The link MTU: IP packets are at most this long.
+    pub mtu: usize,
+    /// Seed of the random generator (ISNs, timestamps offsets, ephemeral ports).
+    pub seed: u64,
+    /// The most connections at once (a SYN beyond it is answered with RST).
+    pub max_connections: usize,
+    /// The most RSTs waiting to be sent; more are dropped and counted.
+    pub max_pending_rsts: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            tcp: tcp::Config::default(),
+            mtu: 1500,
+            seed: 0,
+            max_connections: 65_536,
+            max_pending_rsts: 64,
+        }
+    }
+}
+
+/// A connection's handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionHandle(pub usize);
+
+/// Something the application should know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// An active open completed.
+    Connected(ConnectionHandle),
+    /// A listener accepted a connection (handshake complete).
+    Accepted(ConnectionHandle),
+    /// Data (or the peer's FIN) is ready to read.
+    Readable(ConnectionHandle),
+    /// Send buffer space opened.
+    Writable(ConnectionHandle),
+    /// The connection is closed (cleanly when the error is `None`).
+    Closed(ConnectionHandle, Option<tcp::ConnError>),
+}
+
+/// Errors of application calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// No such connection.
+    #[error("no such connection")]
+    UnknownConnection,
+    /// The local address is not one of the endpoint's.
+    #[error("address not owned by this endpoint")]
+    AddressNotAvailable,
+    /// The 4-tuple is in use.
+    #[error("address in use")]
+    AddressInUse,
+    /// Connection limit reached.
+    #[error("too many connections")]
+    TooManyConnections,
+    /// Local and remote addresses are of different families.
+    #[error("address family mismatch")]
+    FamilyMismatch,
+    /// The connection cannot send any more (closed or closing).
+    #[error("connection not open for sending")]
+    NotWritable,
+    /// The connection failed.
+    #[error("connection failed: {0}")]
+    Failed(tcp::ConnError),
+}
+
+/// Endpoint counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Packets received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Packets that failed to parse (bad checksum, truncated, not IP).
+    pub malformed: u64,
+    /// Valid packets that are not TCP (ICMP, UDP, IPv6 with extension headers ...).
+    pub not_tcp: u64,
+    /// TCP segments for an address the endpoint does not own.
+    pub not_for_us: u64,
+    /// Segments for no connection and no listener.
+    pub no_connection: u64,
+    /// RSTs sent for segments with no connection.
+    pub rsts_sent: u64,
+    /// RSTs not sent because the queue was full.
+    pub rsts_dropped: u64,
+    /// SYNs refused because of the connection limit.
+    pub syns_refused: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    conn: Connection,
+    listener: bool,
+    announced_open: bool,
+    announced_closed: bool,
+    readable_announced: bool,
+    writable_wanted: bool,
+    released: bool,
+}
+
+/// A stack instance: connections, listeners, addresses.
+#[derive(Debug)]
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    rng: StdRng,
+    addrs: Vec<IpAddr>,
+    listeners: Vec<u16>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), usize>,
+    live: usize,
+    events: VecDeque<Event>,
+    rsts: VecDeque<IpSegment<'static>>,
+    cursor: usize,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// A new endpoint with no address.
+    pub fn new(cfg: EndpointConfig) -> Self {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Endpoint {
+            cfg,
+            rng,
+            addrs: Vec::new(),
+            listeners: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_tuple: HashMap::new(),
+            live: 0,
+            events: VecDeque::new(),
+            rsts: VecDeque::new(),
+            cursor: 0,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Own an address: packets to it are for this endpoint.
+    pub fn add_address(&mut self, addr: IpAddr) {
+        if !self.addrs.contains(&addr) {
+            self.addrs.push(addr);
+        }
+    }
+
+    /// The addresses owned.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.addrs
+    }
+
+    /// Accept connections to `port` on every owned address.
+    pub fn listen(&mut self, port: u16) {
+        if !self.listeners.contains(&port) {
+            self.listeners.push(port);
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The connection behind a handle, for state and statistics.
+    pub fn connection(&self, h: ConnectionHandle) -> Option<&Connection> {
+        self.slots.get(h.0)?.as_ref().map(|s| &s.conn)
+    }
+
+    /// Handles of every connection slot in use.
+    pub fn handles(&self) -> impl Iterator<Item = ConnectionHandle> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| ConnectionHandle(i))
+    }
+
+    fn tcp_config(&self, family: IpAddr) -> tcp::Config {
+        let headers = match family {
+            IpAddr::V4(_) => 40,
+            IpAddr::V6(_) => 60,
+        };
+        let mut cfg = self.cfg.tcp;
+        cfg.mss = u16::try_from(self.cfg.mtu.saturating_sub(headers).max(88)).unwrap_or(u16::MAX);
+        cfg
+    }
+
+    fn insert(&mut self, slot: Slot) -> usize {
+        let key = (slot.conn.local(), slot.conn.remote());
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.by_tuple.insert(key, idx);
+        self.live += 1;
+        idx
+    }
+
+    /// Open a connection from `local` (port 0: an ephemeral port) to `remote`.
+    pub fn connect(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<ConnectionHandle, EndpointError> {
+        if !self.addrs.contains(&local.ip()) {
+            return Err(EndpointError::AddressNotAvailable);
+        }
+        if local.is_ipv4() != remote.is_ipv4() {
+            return Err(EndpointError::FamilyMismatch);
+        }
+        if self.live >= self.cfg.max_connections {
+            return Err(EndpointError::TooManyConnections);
+        }
+        let mut local = local;
+        if local.port() == 0 {
+            let mut found = false;
+            for _ in 0..64 {
+                let port = self.rng.random_range(32768..=60999u16);
+                local.set_port(port);
+                if !self.by_tuple.contains_key(&(local, remote)) {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Err(EndpointError::AddressInUse);
+            }
+        } else if self.by_tuple.contains_key(&(local, remote)) {
+            return Err(EndpointError::AddressInUse);
+        }
+        let cfg = self.tcp_config(local.ip());
+        let iss = TcpSeq(self.rng.random());
+        let ts = self.rng.random();
+        let conn = Connection::connect(cfg, local, remote, iss, ts);
+        let idx = self.insert(Slot {
+            conn,
+            listener: false,
+            announced_open: false,
+            announced_closed: false,
+            readable_announced: false,
+            writable_wanted: false,
+            released: false,
+        });
+        Ok(ConnectionHandle(idx))
+    }
+
+    fn slot_mut(&mut self, h: ConnectionHandle) -> Result<&mut Slot, EndpointError> {
+        self.slots
+            .get_mut(h.0)
+            .and_then(|s| s.as_mut())
+            .ok_or(EndpointError::UnknownConnection)
+    }
+
+    /// Queue data; returns how much was taken (0 when the buffer is full).
+    pub fn send(&mut self, h: ConnectionHandle, data: &[u8]) -> Result<usize, EndpointError> {
+        let slot = self.slot_mut(h)?;
+        if let Some(e) = slot.conn.error() {
+            return Err(EndpointError::Failed(e));
+        }
+        if !slot.conn.can_send() {
+            return Err(EndpointError::NotWritable);
+        }
+        let n = slot.conn.send(data);
+        if n < data.len() {
+            slot.writable_wanted = true;
+        }
+        Ok(n)
+    }
+
+    /// Read data; `Ok(0)` with a non-empty buffer means the peer finished (or nothing yet:
+    /// check [`Endpoint::recv_finished`]).
+    pub fn recv(&mut self, h: ConnectionHandle, buf: &mut [u8]) -> Result<usize, EndpointError> {
+        let slot = self.slot_mut(h)?;
+        let n = slot.conn.recv(buf);
+        if slot.conn.recv_available() == 0 {
+            slot.readable_announced = false;
+        }
+        if n == 0
+            && let Some(e) = slot.conn.error()
+        {
+            return Err(EndpointError::Failed(e));
+        }
+        Ok(n)
+    }
+
+    /// Whether the peer closed its direction and every byte was read.
+    pub fn recv_finished(&self, h: ConnectionHandle) -> bool {
+        self.connection(h).is_some_and(|c| c.recv_finished())
+    }
+
+    /// Close our direction (FIN after the queued data).
+    pub fn close(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
+        self.slot_mut(h)?.conn.close();
+        Ok(())
+    }
+
+    /// Reset the connection.
+    pub fn abort(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
+        self.slot_mut(h)?.conn.abort();
+        Ok(())
+    }
+
+    /// Forget a connection. One not yet closed is aborted first; its slot goes once the RST
+    /// is out.
+    pub fn release(&mut self, h: ConnectionHandle) {
+        let Some(Some(slot)) = self.slots.get_mut(h.0) else {
+            return;
+        };
+        slot.released = true;
+        if !slot.conn.is_closed() {
+            slot.conn.abort();
+        }
+        self.reap(h.0);
+    }
+
+    /// Free the slot of a released connection that is closed.
+    fn reap(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get(idx) else {
+            return;
+        };
+        if !(slot.released && slot.conn.is_closed()) {
+            return;
+        }
+        let key = (slot.conn.local(), slot.conn.remote());
+        if self.by_tuple.get(&key) == Some(&idx) {
+            self.by_tuple.remove(&key);
+        }
+        self.slots[idx] = None;
+        self.free.push(idx);
+        self.live -= 1;
+    }
+
+    /// After any input: turn connection state changes into events.
+    fn update_events(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        if slot.released {
+            self.reap(idx);
+            return;
+        }
+        let h = ConnectionHandle(idx);
+        let state = slot.conn.state();
+        if !slot.announced_open && state.is_synchronized() {
+            slot.announced_open = true;
+            self.events.push_back(if slot.listener {
+                Event::Accepted(h)
+            } else {
+                Event::Connected(h)
+            });
+        }
+        if !slot.readable_announced && (slot.conn.recv_available() > 0 || slot.conn.recv_finished())
+        {
+            slot.readable_announced = true;
+            self.events.push_back(Event::Readable(h));
+        }
+        if slot.writable_wanted && slot.conn.send_capacity() > 0 {
+            slot.writable_wanted = false;
+            self.events.push_back(Event::Writable(h));
+        }
+        if !slot.announced_closed && slot.conn.is_closed() {
+            slot.announced_closed = true;
+            // A listener's connection that never completed its handshake is not the app's.
+            if slot.listener && !slot.announced_open {
+                slot.released = true;
+                self.reap(idx);
+                return;
+            }
+            self.events.push_back(Event::Closed(h, slot.conn.error()));
+            let key = (slot.conn.local(), slot.conn.remote());
+            if self.by_tuple.get(&key) == Some(&idx) {
+                self.by_tuple.remove(&key);
+            }
+        }
+    }
+
+    fn queue_rst_for(&mut self, src: IpAddr, dst: IpAddr, seg: &TcpSegment<'_>) {
+        // RFC 9293 section 3.10.7.1: never answer an RST.
+        if seg.flags.rst() {
+            return;
+        }
+        if self.rsts.len() >= self.cfg.max_pending_rsts {
+            self.stats.rsts_dropped += 1;
+            return;
+        }
+        let (seq, ack, flags) = if seg.flags.ack() {
+            (seg.ack, TcpSeq(0), TcpFlags::RST)
+        } else {
+            (
+                TcpSeq(0),
+                seg.seq + seg.seq_len() as u32,
+                TcpFlags::RST | TcpFlags::ACK,
+            )
+        };
+        self.rsts.push_back(IpSegment {
+            src: dst,
+            dst: src,
+            hop_limit: self.cfg.tcp.hop_limit,
+            tcp: TcpSegment {
+                src_port: seg.dst_port,
+                dst_port: seg.src_port,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: 0,
+                urgent: 0,
+                options: TcpOptions::default(),
+                payload: &[],
+            },
+        });
+    }
+}
+
+impl Node for Endpoint {
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.packets_in += 1;
+        let ip = match IpSegment::parse(packet) {
+            Ok(ip) => ip,
+            Err(crate::wire::Error::NotTcp(_)) => {
+                self.stats.not_tcp += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if !self.addrs.contains(&ip.dst) {
+            self.stats.not_for_us += 1;
+            return;
+        }
+        let seg = &ip.tcp;
+        let local = SocketAddr::new(ip.dst, seg.dst_port);
+        let remote = SocketAddr::new(ip.src, seg.src_port);
+        if let Some(&idx) = self.by_tuple.get(&(local, remote)) {
+            if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                slot.conn.handle_segment(now, seg, &mut NoHooks);
+                self.update_events(idx);
+            }
+            return;
+        }
+        let f = seg.flags;
+        if f.syn() && !f.ack() && !f.rst() && self.listeners.contains(&seg.dst_port) {
+            if self.live >= self.cfg.max_connections {
+                self.stats.syns_refused += 1;
+                self.queue_rst_for(ip.src, ip.dst, seg);
+                return;
+            }
+            let cfg = self.tcp_config(local.ip());
+            let iss = TcpSeq(self.rng.random());
+            let ts = self.rng.random();
+            let conn = Connection::accept(now, cfg, local, remote, iss, ts, seg);
+            self.stats.accepted += 1;
+            self.insert(Slot {
+                conn,
+                listener: true,
+                announced_open: false,
+                announced_closed: false,
+                readable_announced: false,
+                writable_wanted: false,
+                released: false,
+            });
+            return;
+        }
+        self.stats.no_connection += 1;
+        self.queue_rst_for(ip.src, ip.dst, seg);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        for idx in 0..self.slots.len() {
+            let due = match &self.slots[idx] {
+                Some(slot) => slot.conn.poll_timeout().is_some_and(|t| t <= now),
+                None => false,
+            };
+            if due {
+                if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                    slot.conn.handle_timeout(now);
+                }
+                self.update_events(idx);
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(rst) = self.rsts.pop_front() {
+            self.stats.rsts_sent += 1;
+            self.stats.packets_out += 1;
+            return rst.emit(buf).ok();
+        }
+        let n = self.slots.len();
+        let limit = buf.len().min(self.cfg.mtu);
+        for i in 0..n {
+            let idx = (self.cursor + i) % n;
+            let Some(Some(slot)) = self.slots.get_mut(idx) else {
+                continue;
+            };
+            if !slot.conn.wants_to_transmit() {
+                continue;
+            }
+            let out = slot
+                .conn
+                .poll_transmit(now, &mut buf[..limit], &mut NoHooks);
+            self.update_events(idx);
+            if let Some(len) = out {
+                // Next time start after this connection: round-robin between connections.
+                self.cursor = (idx + 1) % n;
+                self.stats.packets_out += 1;
+                return Some(len);
+            }
+        }
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|s| s.conn.poll_timeout())
+            .min()
+    }
+}

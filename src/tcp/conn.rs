@@ -1,0 +1,1805 @@
+//! One TCP connection (RFC 9293), sans-IO, carrying MPTCP options natively.
+//!
+//! Contract:
+//! - Inputs are parsed segments ([`Connection::handle_segment`]), timer expiries
+//!   ([`Connection::handle_timeout`]) and application calls (`send`, `recv`, `close`, `abort`);
+//!   outputs are whole IP packets pulled with [`Connection::poll_transmit`] and the deadline of
+//!   [`Connection::poll_timeout`]. `now` is always an argument.
+//! - Mechanisms: three-way handshake both ways (and simultaneous open), window scaling and
+//!   timestamps with PAWS (RFC 7323), SACK (RFC 2018) with RFC 6675 loss recovery (NewReno,
+//!   RFC 6582, when the peer does not do SACK), RTO per RFC 6298 with a 200 ms floor, delayed
+//!   ACK, receiver and sender silly-window avoidance, zero-window probing, keepalive, the FIN
+//!   states and TIME-WAIT, RST and SYN validation per RFC 5961 (challenge ACKs), MSS clamped to
+//!   the path MTU. Congestion control is a [`CongestionControl`] trait object.
+//! - MPTCP hooks: [`Hooks::on_transmit`] adds options to every outgoing segment with the option
+//!   space left; [`Hooks::on_receive`] sees every acceptable incoming segment;
+//!   [`Connection::send_chunk`] marks boundaries that no segment crosses, and a retransmitted
+//!   segment falls inside the same chunk with the same tag, so it keeps its original mapping.
+//! - Invalid input never panics: unacceptable segments are dropped (with an ACK or RST where
+//!   RFC 9293 says so) and counted in [`Stats`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use smoltcp::time::{Duration, Instant};
+
+use super::cc::{AckSample, CcAlgorithm, CongestionControl};
+use super::ring::Ring;
+use super::rtt::RttEstimator;
+use crate::seq::TcpSeq;
+use crate::wire::tcp::field as tcp_field;
+use crate::wire::{IpSegment, SackBlocks, TcpFlags, TcpOptions, TcpSegment, Timestamp};
+
+/// Configuration of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// The MSS to advertise: the link MTU less the IP and TCP headers. The endpoint derives it.
+    pub mss: u16,
+    /// Receive buffer limit in bytes (the largest window advertised).
+    pub rx_buffer: usize,
+    /// Send buffer limit in bytes.
+    pub tx_buffer: usize,
+    /// Offer window scaling (RFC 7323).
+    pub window_scaling: bool,
+    /// Offer timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Offer SACK (RFC 2018).
+    pub sack: bool,
+    /// Nagle's algorithm (off by default, as MPTCP wants).
+    pub nagle: bool,
+    /// Delayed-ACK timeout (Linux's minimum is 40 ms).
+    pub delayed_ack: Duration,
+    /// Initial RTO (RFC 6298: 1 s).
+    pub initial_rto: Duration,
+    /// RTO floor (Linux: 200 ms).
+    pub min_rto: Duration,
+    /// RTO ceiling.
+    pub max_rto: Duration,
+    /// SYN retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Data retransmissions (consecutive RTO expiries) before giving up.
+    pub data_retries: u32,
+    /// Keepalive idle time, if keepalive is on.
+    pub keepalive: Option<Duration>,
+    /// TIME-WAIT duration (2 MSL; Linux uses 60 s).
+    pub time_wait: Duration,
+    /// Congestion control.
+    pub cc: CcAlgorithm,
+    /// Hop limit / TTL of emitted packets.
+    pub hop_limit: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss: 1460,
+            rx_buffer: 4 << 20,
+            tx_buffer: 4 << 20,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            nagle: false,
+            delayed_ack: Duration::from_millis(40),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            syn_retries: 6,
+            data_retries: 15,
+            keepalive: None,
+            time_wait: Duration::from_secs(60),
+            cc: CcAlgorithm::Cubic,
+            hop_limit: 64,
+        }
+    }
+}
+
+/// RFC 9293 connection states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No connection (after a reset or the end of TIME-WAIT / LAST-ACK).
+    Closed,
+    /// SYN sent, waiting for SYN/ACK.
+    SynSent,
+    /// SYN received and SYN/ACK sent, waiting for the ACK.
+    SynReceived,
+    /// Data flows both ways.
+    Established,
+    /// Our FIN sent, not yet acknowledged.
+    FinWait1,
+    /// Our FIN acknowledged, waiting for the peer's.
+    FinWait2,
+    /// The peer's FIN received; the application may still send.
+    CloseWait,
+    /// Both FINs sent, ours not acknowledged.
+    Closing,
+    /// Our FIN sent after the peer's, waiting for its ACK.
+    LastAck,
+    /// Waiting 2 MSL before forgetting the connection.
+    TimeWait,
+}
+
+impl State {
+    /// Whether the handshake completed (data may be received).
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::SynSent | State::SynReceived)
+    }
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ConnError {
+    /// The peer answered the SYN with RST.
+    #[error("connection refused")]
+    Refused,
+    /// The peer reset an established connection.
+    #[error("connection reset by peer")]
+    Reset,
+    /// Retransmissions exhausted.
+    #[error("connection timed out")]
+    TimedOut,
+    /// The application aborted.
+    #[error("connection aborted")]
+    Aborted,
+}
+
+/// Counters of one connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Segments sent.
+    pub segs_out: u64,
+    /// Segments received.
+    pub segs_in: u64,
+    /// Payload bytes sent for the first time.
+    pub bytes_sent: u64,
+    /// Payload bytes retransmitted.
+    pub bytes_retransmitted: u64,
+    /// Payload bytes acknowledged.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Retransmission timeouts.
+    pub rto_expiries: u64,
+    /// Fast-recovery episodes.
+    pub fast_recoveries: u64,
+    /// Segments dropped as unacceptable (out of window, PAWS, bad ACK).
+    pub dropped: u64,
+    /// Challenge ACKs sent (RFC 5961).
+    pub challenge_acks: u64,
+    /// Duplicate segments received.
+    pub dup_segments: u64,
+    /// Out-of-order segments received.
+    pub ooo_segments: u64,
+}
+
+/// What the MPTCP layer sees of an outgoing segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutgoingInfo {
+    /// Flags of the segment.
+    pub flags: TcpFlags,
+    /// First sequence number of the payload (after SYN).
+    pub seq: TcpSeq,
+    /// Payload length.
+    pub len: usize,
+    /// Whether this payload was sent before.
+    pub retransmission: bool,
+    /// The chunk the payload belongs to, if the data was sent with [`Connection::send_chunk`]:
+    /// `(first sequence number of the chunk, chunk length, tag)`.
+    pub chunk: Option<(TcpSeq, usize, u64)>,
+}
+
+/// Per-segment hooks of the MPTCP layer. The defaults do nothing (plain TCP).
+pub trait Hooks {
+    /// Add options to an outgoing segment. `options.room()` is what is left of the 40 bytes;
+    /// options that do not fit make the segment unsendable, so a hook must check.
+    fn on_transmit(&mut self, _info: &OutgoingInfo, _options: &mut TcpOptions) {}
+    /// An incoming segment passed the sequence and ACK checks (its options are now trusted as
+    /// much as TCP trusts anything).
+    fn on_receive(&mut self, _segment: &TcpSegment<'_>) {}
+    /// Option bytes to keep free on every data segment (e.g. a DSS mapping), so the payload
+    /// size leaves room for them.
+    fn reserved_option_space(&self) -> usize {
+        0
+    }
+}
+
+/// Plain TCP: no hooks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// RFC 6675 DupThresh.
+const DUP_THRESH: u32 = 3;
+/// The largest window field.
+const MAX_WINDOW_FIELD: usize = u16::MAX as usize;
+/// Send an immediate ACK for every second full-sized segment (RFC 9293 section 3.8.6.3).
+const ACK_EVERY: u32 = 2;
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct Connection {
+    cfg: Config,
+    state: State,
+    local: SocketAddr,
+    remote: SocketAddr,
+    error: Option<ConnError>,
+
+    // Send side. `tx` holds the bytes from `snd_una` (or ISS+1 before the SYN is acked) on.
+    iss: TcpSeq,
+    snd_una: TcpSeq,
+    snd_nxt: TcpSeq,
+    snd_max: TcpSeq,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: TcpSeq,
+    snd_wl2: TcpSeq,
+    snd_shift: u8,
+    tx: Ring,
+    chunks: VecDeque<(TcpSeq, u64)>,
+    fin_queued: bool,
+    syn_acked: bool,
+
+    // Receive side. `rx` holds in-order bytes not yet read, then out-of-order data by offset.
+    irs: TcpSeq,
+    rcv_nxt: TcpSeq,
+    rcv_shift: u8,
+    rcv_adv: TcpSeq,
+    rx: Ring,
+    ooo: Vec<(TcpSeq, TcpSeq)>,
+    last_ooo: Option<(TcpSeq, TcpSeq)>,
+    peer_fin: Option<TcpSeq>,
+
+    // Options.
+    ts_ok: bool,
+    ws_ok: bool,
+    ts_recent: u32,
+    ts_offset: u32,
+    sack_ok: bool,
+    peer_mss: usize,
+
+    // Loss recovery (RFC 6675 / 6582).
+    sacked: Vec<(TcpSeq, TcpSeq)>,
+    dupacks: u32,
+    in_recovery: bool,
+    recovery_point: TcpSeq,
+    high_rxt: TcpSeq,
+    lost_end: TcpSeq,
+    rto_recovery: bool,
+    /// One retransmission allowed whatever the window says: the first on entering recovery
+    /// (RFC 6675 section 5 step 4.3) and one per partial ACK without SACK (RFC 6582).
+    rexmit_credit: bool,
+
+    rtt: RttEstimator,
+    rtt_probe: Option<(TcpSeq, Instant)>,
+    cc: Box<dyn CongestionControl>,
+
+    // Timers.
+    rto_at: Option<Instant>,
+    delack_at: Option<Instant>,
+    persist_at: Option<Instant>,
+    keepalive_at: Option<Instant>,
+    time_wait_at: Option<Instant>,
+    retries: u32,
+
+    // Output flags.
+    ack_now: bool,
+    /// Duplicate ACKs owed: one per out-of-order segment, even when several arrive in one
+    /// batch, because the peer counts them (RFC 5681 section 4.2).
+    acks_owed: u8,
+    segs_unacked: u32,
+    send_rst: bool,
+    rst_reply: Option<TcpSeq>,
+    probe_now: bool,
+    keepalive_now: bool,
+    keepalive_probes: u32,
+    syn_rexmit: bool,
+    last_window_sent: usize,
+
+    stats: Stats,
+}
+
+impl Connection {
+    fn new(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: TcpSeq,
+        ts_offset: u32,
+    ) -> Self {
+        let rcv_shift = if cfg.window_scaling {
+            let mut shift = 0u8;
+            while (cfg.rx_buffer >> shift) > MAX_WINDOW_FIELD && shift < tcp_field::MAX_WINDOW_SHIFT
+            {
+                shift += 1;
+            }
+            shift
+        } else {
+            0
+        };
+        let mss = usize::from(cfg.mss);
+        Connection {
+            cfg,
+            state: State::Closed,
+            local,
+            remote,
+            error: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: TcpSeq(0),
+            snd_wl2: iss,
+            snd_shift: 0,
+            tx: Ring::new(cfg.tx_buffer),
+            chunks: VecDeque::new(),
+            fin_queued: false,
+            syn_acked: false,
+            irs: TcpSeq(0),
+            rcv_nxt: TcpSeq(0),
+            rcv_shift,
+            rcv_adv: TcpSeq(0),
+            rx: Ring::new(cfg.rx_buffer),
+            ooo: Vec::new(),
+            last_ooo: None,
+            peer_fin: None,
+            ts_ok: false,
+            ws_ok: false,
+            ts_recent: 0,
+            ts_offset,
+            sack_ok: false,
+            peer_mss: 536,
+            sacked: Vec::new(),
+            dupacks: 0,
+            in_recovery: false,
+            recovery_point: iss,
+            high_rxt: iss,
+            lost_end: iss,
+            rto_recovery: false,
+            rexmit_credit: false,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            cc: cfg.cc.build(mss),
+            rto_at: None,
+            delack_at: None,
+            persist_at: None,
+            keepalive_at: None,
+            time_wait_at: None,
+            retries: 0,
+            ack_now: false,
+            acks_owed: 0,
+            segs_unacked: 0,
+            send_rst: false,
+            rst_reply: None,
+            probe_now: false,
+            keepalive_now: false,
+            keepalive_probes: 0,
+            syn_rexmit: false,
+            last_window_sent: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Active open: the SYN goes out at the next [`Connection::poll_transmit`].
+    /// `iss` and `ts_offset` come from the endpoint's random generator.
+    pub fn connect(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: TcpSeq,
+        ts_offset: u32,
+    ) -> Self {
+        let mut c = Self::new(cfg, local, remote, iss, ts_offset);
+        c.state = State::SynSent;
+        c.syn_rexmit = true;
+        c
+    }
+
+    /// Passive open from a received SYN (the endpoint checked it is a SYN for a listener).
+    pub fn accept(
+        now: Instant,
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: TcpSeq,
+        ts_offset: u32,
+        syn: &TcpSegment<'_>,
+    ) -> Self {
+        let mut c = Self::new(cfg, local, remote, iss, ts_offset);
+        c.state = State::SynReceived;
+        c.take_syn_options(syn);
+        c.irs = syn.seq;
+        c.rcv_nxt = syn.seq + 1;
+        c.rcv_adv = c.rcv_nxt;
+        // RFC 7323 section 2.2: the window of a SYN is never scaled.
+        c.snd_wnd = usize::from(syn.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq;
+        c.syn_rexmit = true;
+        c.stats.segs_in += 1;
+        let _ = now;
+        c
+    }
+
+    fn take_syn_options(&mut self, syn: &TcpSegment<'_>) {
+        let o = &syn.options;
+        if let Some(mss) = o.mss {
+            // RFC 9293 section 3.7.1; a peer MSS below 88 is nonsense (Linux's floor is 88).
+            self.peer_mss = usize::from(mss).max(88);
+        }
+        if self.cfg.window_scaling {
+            if let Some(shift) = o.window_scale {
+                // RFC 7323 section 2.3: a shift above 14 is treated as 14.
+                self.snd_shift = shift.min(tcp_field::MAX_WINDOW_SHIFT);
+                self.ws_ok = true;
+            } else {
+                self.rcv_shift = 0;
+            }
+        }
+        if self.cfg.timestamps
+            && let Some(ts) = o.timestamp
+        {
+            self.ts_ok = true;
+            self.ts_recent = ts.tsval;
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        let mss = self.effective_mss(0);
+        self.cc.set_mss(mss);
+    }
+
+    // ---- accessors ---------------------------------------------------------------------------
+
+    /// The state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+    /// The local address.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+    /// The remote address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+    /// Why the connection failed, if it did.
+    pub fn error(&self) -> Option<ConnError> {
+        self.error
+    }
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// The smoothed RTT, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+    /// The smallest RTT measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.rtt.min_rtt()
+    }
+    /// The current RTO.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+    /// The congestion window in bytes.
+    pub fn cwnd(&self) -> usize {
+        self.cc.window()
+    }
+    /// The congestion controller's name.
+    pub fn cc_name(&self) -> &'static str {
+        self.cc.name()
+    }
+    /// The peer's receive window in bytes.
+    pub fn peer_window(&self) -> usize {
+        self.snd_wnd
+    }
+    /// Bytes sent and not yet acknowledged (cumulatively or by SACK), as RFC 6675's pipe.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.pipe()
+    }
+    /// The first unacknowledged sequence number.
+    pub fn snd_una(&self) -> TcpSeq {
+        self.snd_una
+    }
+    /// The next sequence number to send.
+    pub fn snd_nxt(&self) -> TcpSeq {
+        self.snd_nxt
+    }
+    /// The next sequence number expected.
+    pub fn rcv_nxt(&self) -> TcpSeq {
+        self.rcv_nxt
+    }
+    /// The initial send sequence number.
+    pub fn iss(&self) -> TcpSeq {
+        self.iss
+    }
+    /// The initial receive sequence number.
+    pub fn irs(&self) -> TcpSeq {
+        self.irs
+    }
+    /// Whether the peer agreed to SACK.
+    pub fn sack_enabled(&self) -> bool {
+        self.sack_ok
+    }
+    /// Whether timestamps are in use.
+    pub fn timestamps_enabled(&self) -> bool {
+        self.ts_ok
+    }
+    /// The window shifts in use: (ours, the peer's).
+    pub fn window_shifts(&self) -> (u8, u8) {
+        (self.rcv_shift, self.snd_shift)
+    }
+    /// Whether loss recovery is under way.
+    pub fn in_recovery(&self) -> bool {
+        self.in_recovery
+    }
+    /// Payload bytes per full segment with the options in use.
+    pub fn mss(&self) -> usize {
+        self.effective_mss(0)
+    }
+    /// The bytes of memory the buffers hold (allocated, not limits).
+    pub fn buffer_memory(&self) -> usize {
+        self.tx.allocated() + self.rx.allocated()
+    }
+
+    /// Payload per segment: the smaller MSS of the two sides, less timestamps and `reserved`
+    /// option bytes.
+    fn effective_mss(&self, reserved: usize) -> usize {
+        let base = self.peer_mss.min(usize::from(self.cfg.mss));
+        let ts = if self.ts_ok { 12 } else { 0 };
+        base.saturating_sub(ts + reserved).max(64)
+    }
+
+    // ---- application side ----------------------------------------------------------------------
+
+    /// Whether the application may still send.
+    pub fn can_send(&self) -> bool {
+        matches!(
+            self.state,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+        ) && !self.fin_queued
+    }
+
+    /// Room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        if self.can_send() { self.tx.free() } else { 0 }
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    pub fn send_queue(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Queue data; returns how much was taken.
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        if !self.can_send() {
+            return 0;
+        }
+        self.tx.push(data)
+    }
+
+    /// Queue `data` as one chunk that no segment will cross, tagged `tag`; all or nothing.
+    pub fn send_chunk(&mut self, data: &[u8], tag: u64) -> bool {
+        if !self.can_send() || data.is_empty() || data.len() > self.tx.free() {
+            return false;
+        }
+        let start = self.tx_seq_at(self.tx.len());
+        self.tx.push(data);
+        self.chunks.push_back((start + data.len() as u32, tag));
+        true
+    }
+
+    /// The sequence number of the byte at `offset` into `tx`.
+    fn tx_seq_at(&self, offset: usize) -> TcpSeq {
+        self.tx_base() + offset as u32
+    }
+
+    /// The sequence number of `tx[0]`.
+    fn tx_base(&self) -> TcpSeq {
+        if self.syn_acked {
+            self.snd_una
+        } else {
+            self.iss + 1
+        }
+    }
+
+    /// Bytes ready to read.
+    pub fn recv_available(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// The sequence number of the next byte [`Connection::recv`] returns.
+    pub fn recv_seq(&self) -> TcpSeq {
+        self.rcv_nxt - self.rx.len() as u32 - u32::from(self.fin_consumed())
+    }
+
+    fn fin_consumed(&self) -> bool {
+        self.peer_fin.is_some_and(|f| f + 1 == self.rcv_nxt)
+    }
+
+    /// Read in-order data; returns the count. Opening the window may schedule an update.
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let before = self.window_to_advertise();
+        let n = self.rx.pop(buf);
+        if n > 0 {
+            // RFC 9293 section 3.8.6.2.2: announce the window when it opened by at least one
+            // MSS or half the buffer from what the peer last saw.
+            let after = self.window_to_advertise();
+            let mss = usize::from(self.cfg.mss);
+            if self.state.is_synchronized()
+                && after >= self.last_window_sent + mss.min(self.cfg.rx_buffer / 2)
+                && before < after
+            {
+                self.ack_now = true;
+            }
+        }
+        n
+    }
+
+    /// Whether the peer closed its direction and everything before its FIN was read.
+    pub fn recv_finished(&self) -> bool {
+        self.fin_consumed() && self.rx.is_empty()
+    }
+
+    /// Close our direction: a FIN follows the queued data.
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent => self.enter_closed(None),
+            State::SynReceived | State::Established | State::CloseWait => self.fin_queued = true,
+            _ => {}
+        }
+    }
+
+    /// Abort: send RST and forget the connection.
+    pub fn abort(&mut self) {
+        if self.state.is_synchronized() || self.state == State::SynReceived {
+            self.send_rst = true;
+        }
+        self.enter_closed(Some(ConnError::Aborted));
+    }
+
+    /// Whether the connection is finished and may be forgotten.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && !self.send_rst
+    }
+
+    fn enter_closed(&mut self, error: Option<ConnError>) {
+        self.state = State::Closed;
+        if error.is_some() && self.error.is_none() {
+            self.error = error;
+        }
+        self.rto_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.time_wait_at = None;
+    }
+
+    // ---- receive path --------------------------------------------------------------------------
+
+    fn window_to_advertise(&self) -> usize {
+        // Out-of-order bytes already sit inside the window; the window counts from rcv_nxt.
+        self.rx.free().min(MAX_WINDOW_FIELD << self.rcv_shift)
+    }
+
+    fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Process one segment addressed to this connection.
+    pub fn handle_segment(&mut self, now: Instant, seg: &TcpSegment<'_>, hooks: &mut impl Hooks) {
+        self.stats.segs_in += 1;
+        if let Some(idle) = self.cfg.keepalive {
+            self.keepalive_at = Some(now + idle);
+            self.keepalive_probes = 0;
+        }
+        match self.state {
+            State::Closed => {}
+            State::SynSent => self.handle_syn_sent(now, seg, hooks),
+            _ => self.handle_synchronized(now, seg, hooks),
+        }
+    }
+
+    fn handle_syn_sent(&mut self, now: Instant, seg: &TcpSegment<'_>, hooks: &mut impl Hooks) {
+        let f = seg.flags;
+        // RFC 9293 section 3.10.7.3, first check the ACK bit.
+        let ack_ok = f.ack()
+            && seg.ack.distance_from(self.iss) > 0
+            && seg.ack.distance_from(self.snd_nxt) <= 0;
+        if f.ack() && !ack_ok {
+            if !f.rst() {
+                self.reply_rst_to(seg);
+            }
+            self.stats.dropped += 1;
+            return;
+        }
+        if f.rst() {
+            // RFC 5961 section 3.2 in SYN-SENT: only an RST that acknowledges our SYN counts.
+            if ack_ok {
+                self.enter_closed(Some(ConnError::Refused));
+            } else {
+                self.stats.dropped += 1;
+            }
+            return;
+        }
+        if !f.syn() {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.take_syn_options(seg);
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.snd_wl1 = seg.seq;
+        if ack_ok {
+            self.syn_acked = true;
+            self.snd_una = seg.ack;
+            self.snd_wl2 = seg.ack;
+            self.snd_wnd = usize::from(seg.window);
+            self.max_snd_wnd = self.snd_wnd;
+            if self.rtt.backoff_count() == 0
+                && let Some((probe, sent)) = self.rtt_probe.take()
+                && probe.distance_from(seg.ack) < 0
+            {
+                self.rtt.sample(now - sent);
+            }
+            self.rtt_probe = None;
+            self.state = State::Established;
+            self.syn_rexmit = false;
+            self.retries = 0;
+            self.rto_at = None;
+            self.ack_now = true;
+            hooks.on_receive(seg);
+            self.restart_rto_if_needed(now);
+        } else {
+            // Simultaneous open (RFC 9293 section 3.5, figure 8).
+            self.state = State::SynReceived;
+            self.syn_rexmit = true;
+            self.snd_nxt = self.iss;
+            hooks.on_receive(seg);
+        }
+    }
+
+    /// The RFC 9293 acceptability test (section 3.10.7.4, first check).
+    fn acceptable(&self, seg: &TcpSegment<'_>) -> bool {
+        let len = seg.seq_len() as u32;
+        let wnd = self.window_to_advertise() as u32;
+        let rel = seg.seq.distance_from(self.rcv_nxt);
+        let in_window = |s: TcpSeq| {
+            let d = s.distance_from(self.rcv_nxt);
+            d >= 0 && (d as u32) < wnd
+        };
+        match (len, wnd) {
+            (0, 0) => rel == 0,
+            (0, _) => in_window(seg.seq),
+            (_, 0) => false,
+            _ => in_window(seg.seq) || in_window(seg.seq + (len - 1)),
+        }
+    }
+
+    fn challenge_ack(&mut self) {
+        self.stats.challenge_acks += 1;
+        self.ack_now = true;
+    }
+
+    fn handle_synchronized(&mut self, now: Instant, seg: &TcpSegment<'_>, hooks: &mut impl Hooks) {
+        let f = seg.flags;
+        // A retransmitted SYN while we wait for the handshake's ACK: send the SYN/ACK again.
+        if self.state == State::SynReceived && f.syn() && !f.ack() && seg.seq == self.irs {
+            self.syn_rexmit = true;
+            return;
+        }
+        // RFC 7323 section 5.3: PAWS.
+        if self.ts_ok
+            && !f.rst()
+            && let Some(ts) = seg.options.timestamp
+            && TcpSeq(ts.tsval) < TcpSeq(self.ts_recent)
+        {
+            self.stats.dropped += 1;
+            self.ack_now = true;
+            return;
+        }
+        if !self.acceptable(seg) {
+            self.stats.dropped += 1;
+            if seg.seq.distance_from(self.rcv_nxt) < 0 && seg.seq_len() > 0 {
+                self.stats.dup_segments += 1;
+            }
+            if !f.rst() {
+                self.ack_now = true;
+            }
+            // A FIN retransmitted into TIME-WAIT restarts the 2 MSL timer.
+            if self.state == State::TimeWait && f.fin() {
+                self.time_wait_at = Some(now + self.cfg.time_wait);
+            }
+            return;
+        }
+        if f.rst() {
+            // RFC 5961 section 3.2: only an exact match resets; in-window gets a challenge.
+            if seg.seq == self.rcv_nxt {
+                let err = match self.state {
+                    State::SynReceived => ConnError::Refused,
+                    State::Closing | State::LastAck | State::TimeWait => {
+                        self.enter_closed(None);
+                        return;
+                    }
+                    _ => ConnError::Reset,
+                };
+                self.enter_closed(Some(err));
+            } else {
+                self.challenge_ack();
+            }
+            return;
+        }
+        if f.syn() {
+            // RFC 5961 section 4.2: a SYN in a synchronized state gets a challenge ACK.
+            self.challenge_ack();
+            return;
+        }
+        if !f.ack() {
+            self.stats.dropped += 1;
+            return;
+        }
+        // The ACK field.
+        if self.state == State::SynReceived {
+            if seg.ack.distance_from(self.snd_una) > 0 && seg.ack.distance_from(self.snd_nxt) <= 0 {
+                self.state = State::Established;
+                self.syn_acked = true;
+                self.syn_rexmit = false;
+                self.snd_una = self.iss + 1;
+                self.snd_wnd = usize::from(seg.window) << self.snd_shift;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.retries = 0;
+                self.rto_at = None;
+                if self.rtt.backoff_count() == 0
+                    && let Some((_, sent)) = self.rtt_probe.take()
+                {
+                    self.rtt.sample(now - sent);
+                }
+                self.rtt_probe = None;
+            } else {
+                self.reply_rst_to(seg);
+                return;
+            }
+        }
+        // RFC 5961 section 5.2: ACKs too old or for data never sent.
+        let max_back = self.max_snd_wnd.max(1) as i64;
+        if seg.ack.distance_from(self.snd_max) > 0 {
+            self.stats.dropped += 1;
+            self.ack_now = true;
+            return;
+        }
+        if i64::from(seg.ack.distance_from(self.snd_una)) < -max_back {
+            self.stats.dropped += 1;
+            self.ack_now = true;
+            return;
+        }
+        if self.ts_ok
+            && let Some(ts) = seg.options.timestamp
+        {
+            // RFC 7323 section 4.3: remember TSval of segments that cover rcv_nxt.
+            if seg.seq.distance_from(self.rcv_nxt) <= 0
+                && TcpSeq(ts.tsval) >= TcpSeq(self.ts_recent)
+            {
+                self.ts_recent = ts.tsval;
+            }
+        }
+        hooks.on_receive(seg);
+        self.process_ack(now, seg);
+        if self.state == State::Closed {
+            return;
+        }
+        if !seg.payload.is_empty() || f.fin() {
+            self.process_data(now, seg);
+        }
+    }
+
+    fn process_ack(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+        let ack = seg.ack;
+        let window = usize::from(seg.window) << self.snd_shift;
+        let advanced = ack.distance_from(self.snd_una) > 0;
+        // RFC 9293 section 3.10.7.4: window update rule (SND.WL1/SND.WL2).
+        let window_changed = window != self.snd_wnd;
+        if self.snd_wl1.distance_from(seg.seq) < 0
+            || (self.snd_wl1 == seg.seq && self.snd_wl2.distance_from(ack) <= 0)
+        {
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if window > 0 {
+                self.persist_at = None;
+            }
+        }
+        let mut newly_sacked = 0;
+        if self.sack_ok && !seg.options.sack.is_empty() {
+            newly_sacked = self.update_scoreboard(seg.options.sack);
+        }
+        let in_flight_before = self.pipe();
+        if advanced {
+            self.ack_advanced(now, ack, in_flight_before, newly_sacked);
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && self.snd_max != self.snd_una
+            && (!window_changed || newly_sacked > 0)
+        {
+            // RFC 5681 section 2: a duplicate ACK.
+            self.dupacks += 1;
+            if newly_sacked > 0 && self.in_recovery {
+                self.cc_on_sacked(now, newly_sacked, in_flight_before);
+            }
+            self.maybe_enter_recovery(now);
+            if self.in_recovery {
+                self.update_lost_end();
+            }
+        }
+    }
+
+    fn cc_on_sacked(&mut self, _now: Instant, _sacked: usize, _in_flight: usize) {
+        // During recovery the window is fixed at ssthresh (RFC 6675); SACKs only shrink pipe.
+    }
+
+    fn ack_advanced(&mut self, now: Instant, ack: TcpSeq, in_flight: usize, newly_sacked: usize) {
+        let mut acked = ack.distance_from(self.snd_una) as usize;
+        // Our FIN occupies the sequence number after the data.
+        let fin_seq = self.fin_seq();
+        let fin_acked = fin_seq.is_some_and(|f| ack.distance_from(f) > 0);
+        if fin_acked {
+            acked -= 1;
+        }
+        let data_acked = acked.min(self.tx.len());
+        self.tx.consume(data_acked);
+        self.stats.bytes_acked += data_acked as u64;
+        self.snd_una = ack;
+        if self.snd_nxt.distance_from(ack) < 0 {
+            self.snd_nxt = ack;
+        }
+        while let Some(&(end, _)) = self.chunks.front() {
+            if end.distance_from(ack) <= 0 {
+                self.chunks.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.sacked.retain_mut(|(s, e)| {
+            if e.distance_from(ack) <= 0 {
+                return false;
+            }
+            if s.distance_from(ack) < 0 {
+                *s = ack;
+            }
+            true
+        });
+        self.dupacks = 0;
+        self.retries = 0;
+        // RFC 6298 (5.7)-like: a new RTT sample resets the backoff; Karn: only from a probe
+        // that was not retransmitted (probes are cancelled on retransmission).
+        let mut rtt_sample = None;
+        if let Some((probe, sent)) = self.rtt_probe
+            && probe.distance_from(ack) < 0
+        {
+            let sample = now - sent;
+            self.rtt.sample(sample);
+            rtt_sample = Some(sample);
+            self.rtt_probe = None;
+        }
+        if self.in_recovery {
+            if ack.distance_from(self.recovery_point) >= 0 {
+                self.in_recovery = false;
+                if !self.rto_recovery {
+                    self.cc.on_recovery_end(now);
+                }
+                self.rto_recovery = false;
+            } else {
+                // A partial ACK (RFC 6582 / 6675): more of the window is lost.
+                if self.high_rxt.distance_from(self.snd_una) < 0 {
+                    self.high_rxt = self.snd_una;
+                }
+                if !self.sack_ok {
+                    self.rexmit_credit = true;
+                }
+                self.update_lost_end();
+                if self.rto_recovery {
+                    // After an RTO the window grows in slow start while holes are repaired.
+                    self.cc.on_ack(
+                        now,
+                        &self.ack_sample(data_acked + newly_sacked, in_flight, rtt_sample),
+                    );
+                }
+            }
+        } else {
+            self.cc.on_ack(
+                now,
+                &self.ack_sample(data_acked + newly_sacked, in_flight, rtt_sample),
+            );
+        }
+        if fin_acked {
+            match self.state {
+                State::FinWait1 => self.state = State::FinWait2,
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => self.enter_closed(None),
+                _ => {}
+            }
+        }
+        self.restart_rto(now);
+    }
+
+    fn ack_sample(&self, acked: usize, in_flight: usize, rtt: Option<Duration>) -> AckSample {
+        AckSample {
+            acked,
+            in_flight,
+            rtt,
+            srtt: self.rtt.srtt().unwrap_or(self.cfg.initial_rto),
+        }
+    }
+
+    /// Merge SACK blocks into the scoreboard; returns bytes newly SACKed.
+    fn update_scoreboard(&mut self, blocks: SackBlocks) -> usize {
+        let before = self.sacked_bytes();
+        for &(l, r) in blocks.as_slice() {
+            let (l, r) = (TcpSeq(l), TcpSeq(r));
+            // Ignore blocks that are empty, below snd_una (D-SACK) or beyond what was sent.
+            if r.distance_from(l) <= 0
+                || r.distance_from(self.snd_una) <= 0
+                || r.distance_from(self.snd_max) > 0
+            {
+                continue;
+            }
+            let l = l.max_seq(self.snd_una);
+            self.sacked.push((l, r));
+        }
+        self.sacked
+            .sort_by_key(|&(s, _)| s.distance_from(self.snd_una));
+        let mut merged: Vec<(TcpSeq, TcpSeq)> = Vec::with_capacity(self.sacked.len());
+        for &(s, e) in &self.sacked {
+            if let Some(last) = merged.last_mut()
+                && s.distance_from(last.1) <= 0
+            {
+                last.1 = last.1.max_seq(e);
+                continue;
+            }
+            merged.push((s, e));
+        }
+        self.sacked = merged;
+        self.sacked_bytes().saturating_sub(before)
+    }
+
+    fn sacked_bytes(&self) -> usize {
+        self.sacked
+            .iter()
+            .map(|&(s, e)| e.distance_from(s) as usize)
+            .sum()
+    }
+
+    /// Bytes of `[a, b)` that are not SACKed.
+    fn unsacked(&self, a: TcpSeq, b: TcpSeq) -> usize {
+        let span = b.distance_from(a);
+        if span <= 0 {
+            return 0;
+        }
+        let mut n = span as usize;
+        for &(s, e) in &self.sacked {
+            let lo = s.max_seq(a);
+            let hi = e.min_seq(b);
+            let d = hi.distance_from(lo);
+            if d > 0 {
+                n -= d as usize;
+            }
+        }
+        n
+    }
+
+    /// RFC 6675 IsLost over the scoreboard: everything unSACKed below the point above which
+    /// (DupThresh - 1) * MSS bytes or DupThresh blocks are SACKed.
+    fn update_lost_end(&mut self) {
+        let mss = self.mss();
+        let mut lost = if self.rto_recovery {
+            self.lost_end
+        } else {
+            self.snd_una
+        };
+        if self.sack_ok {
+            let mut bytes = 0usize;
+            for (i, &(s, e)) in self.sacked.iter().enumerate().rev() {
+                bytes += e.distance_from(s) as usize;
+                let blocks = self.sacked.len() - i;
+                if bytes > (DUP_THRESH as usize - 1) * mss || blocks >= DUP_THRESH as usize {
+                    lost = lost.max_seq(s);
+                    break;
+                }
+            }
+        }
+        // NewReno (and SACK entering recovery on dupacks): the first segment is lost.
+        if self.in_recovery {
+            lost = lost.max_seq((self.snd_una + mss as u32).min_seq(self.snd_max));
+        }
+        self.lost_end = lost.max_seq(self.lost_end);
+    }
+
+    fn maybe_enter_recovery(&mut self, now: Instant) {
+        if self.in_recovery {
+            return;
+        }
+        let lost_by_sack = self.sack_ok && {
+            self.update_lost_end();
+            self.lost_end.distance_from(self.snd_una) > 0
+        };
+        if self.dupacks >= DUP_THRESH || lost_by_sack {
+            let in_flight = self.pipe();
+            self.in_recovery = true;
+            self.rto_recovery = false;
+            self.recovery_point = self.snd_max;
+            self.high_rxt = self.snd_una;
+            self.stats.fast_recoveries += 1;
+            self.rexmit_credit = true;
+            self.cc.on_congestion_event(now, in_flight);
+            self.update_lost_end();
+            self.rtt_probe = None;
+        }
+    }
+
+    /// RFC 6675 pipe: unSACKed bytes in flight, less lost bytes not yet retransmitted.
+    fn pipe(&self) -> usize {
+        let una = self.snd_una;
+        let outstanding = self.unsacked(una, self.snd_nxt.max_seq(self.snd_una));
+        if !self.in_recovery {
+            return outstanding;
+        }
+        let rxt = self.high_rxt.max_seq(una);
+        let lost_not_rxt = if self.lost_end.distance_from(rxt) > 0 {
+            self.unsacked(rxt, self.lost_end)
+        } else {
+            0
+        };
+        // Without SACK each duplicate ACK says one segment left the network (RFC 5681's window
+        // inflation, seen from the pipe's side).
+        let left = if self.sack_ok {
+            0
+        } else {
+            self.dupacks as usize * self.mss()
+        };
+        outstanding
+            .saturating_sub(lost_not_rxt)
+            .saturating_sub(left)
+    }
+
+    fn process_data(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            // Data after the peer's FIN (CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT) is ignored.
+            if seg.flags.fin() && self.state == State::TimeWait {
+                self.time_wait_at = Some(now + self.cfg.time_wait);
+                self.ack_now = true;
+            }
+            return;
+        }
+        let mut seq = seg.seq;
+        let mut payload = seg.payload;
+        // Trim what was already received.
+        let behind = self.rcv_nxt.distance_from(seq);
+        if behind > 0 {
+            let cut = (behind as usize).min(payload.len());
+            payload = &payload[cut..];
+            seq = seq + cut as u32;
+        }
+        // Trim what is beyond the window.
+        let wnd = self.window_to_advertise();
+        let offset = seq.distance_from(self.rcv_nxt).max(0) as usize;
+        let fits = wnd.saturating_sub(offset);
+        let fin_in_window = seg.flags.fin() && payload.len() <= fits;
+        if payload.len() > fits {
+            payload = &payload[..fits];
+        }
+        if seg.flags.fin() && fin_in_window {
+            self.peer_fin = Some(seg.seq + seg.payload.len() as u32);
+        }
+        if !payload.is_empty() {
+            if offset == 0 {
+                // In order: append and absorb any out-of-order data it reaches.
+                let before = self.rx.len();
+                self.rx.write_at(before, payload);
+                let mut end = seq + payload.len() as u32;
+                let filled_hole = !self.ooo.is_empty();
+                self.ooo.retain(|&(s, e)| {
+                    if s.distance_from(end) <= 0 {
+                        if e.distance_from(end) > 0 {
+                            end = e;
+                        }
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let advance = end.distance_from(self.rcv_nxt) as usize;
+                self.rx.extend_len(advance);
+                self.rcv_nxt = end;
+                self.stats.bytes_received += advance as u64;
+                self.segs_unacked += 1;
+                if filled_hole
+                    || self.segs_unacked >= ACK_EVERY
+                    || seg.flags.has(TcpFlags::PSH) && self.segs_unacked > 1
+                {
+                    self.ack_now = true;
+                } else if self.delack_at.is_none() {
+                    self.delack_at = Some(now + self.cfg.delayed_ack);
+                }
+            } else {
+                // Out of order: store by offset, remember the range, ACK at once (RFC 5681 4.2).
+                self.stats.ooo_segments += 1;
+                self.rx.write_at(self.rx.len() + offset, payload);
+                let range = (seq, seq + payload.len() as u32);
+                self.insert_ooo(range);
+                self.acks_owed = self.acks_owed.saturating_add(1).min(16);
+            }
+        } else if seg.seq_len() > 0 && offset == 0 && !seg.flags.fin() {
+            self.ack_now = true;
+        }
+        // The FIN, once everything before it has arrived.
+        if let Some(fin) = self.peer_fin
+            && fin == self.rcv_nxt
+        {
+            self.rcv_nxt = self.rcv_nxt + 1;
+            self.ack_now = true;
+            match self.state {
+                State::Established => self.state = State::CloseWait,
+                State::FinWait1 => {
+                    if self
+                        .fin_seq()
+                        .is_some_and(|f| self.snd_una.distance_from(f) > 0)
+                    {
+                        self.enter_time_wait(now);
+                    } else {
+                        self.state = State::Closing;
+                    }
+                }
+                State::FinWait2 => self.enter_time_wait(now),
+                _ => {}
+            }
+        } else if seg.flags.fin() {
+            self.ack_now = true;
+        }
+    }
+
+    fn insert_ooo(&mut self, (s, e): (TcpSeq, TcpSeq)) {
+        let mut start = s;
+        let mut end = e;
+        self.ooo.retain(|&(a, b)| {
+            // Overlapping or adjacent ranges merge.
+            if a.distance_from(end) <= 0 && b.distance_from(start) >= 0 {
+                start = start.min_seq(a);
+                end = end.max_seq(b);
+                false
+            } else {
+                true
+            }
+        });
+        let pos = self
+            .ooo
+            .partition_point(|&(a, _)| a.distance_from(start) < 0);
+        self.ooo.insert(pos, (start, end));
+        self.last_ooo = Some((start, end));
+    }
+
+    /// SACK blocks to send: the most recent first (RFC 2018 section 4), then the others.
+    fn sack_blocks(&self, max: usize) -> SackBlocks {
+        let mut blocks = [(0u32, 0u32); SackBlocks::CAPACITY];
+        let mut n = 0;
+        if let Some((ls, le)) = self.last_ooo
+            && let Some(&(s, e)) = self
+                .ooo
+                .iter()
+                .find(|&&(s, e)| s.distance_from(ls) <= 0 && e.distance_from(le) >= 0)
+        {
+            blocks[0] = (s.0, e.0);
+            n = 1;
+        }
+        for &(s, e) in self.ooo.iter().rev() {
+            if n >= max {
+                break;
+            }
+            if n > 0 && blocks[0] == (s.0, e.0) {
+                continue;
+            }
+            blocks[n] = (s.0, e.0);
+            n += 1;
+        }
+        SackBlocks::new(&blocks[..n.min(max)]).unwrap_or_default()
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.time_wait_at = Some(now + self.cfg.time_wait);
+    }
+
+    fn fin_seq(&self) -> Option<TcpSeq> {
+        if self.fin_queued {
+            Some(self.tx_base() + self.tx.len() as u32)
+        } else {
+            None
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.3/4: answer an unacceptable ACK with <SEQ=SEG.ACK><CTL=RST>,
+    /// leaving the connection as it is.
+    fn reply_rst_to(&mut self, seg: &TcpSegment<'_>) {
+        self.rst_reply = Some(seg.ack);
+    }
+}
+
+/// Keepalive probe interval and count after the idle time (Linux: 75 s, 9 probes).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(75);
+const KEEPALIVE_PROBES: u32 = 9;
+
+impl Connection {
+    // ---- timers -------------------------------------------------------------------------------
+
+    /// The earliest timer deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.rto_at,
+            self.delack_at,
+            self.persist_at,
+            self.keepalive_at,
+            self.time_wait_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Whether a segment is waiting to go out now.
+    pub fn wants_to_transmit(&self) -> bool {
+        self.send_rst
+            || self.rst_reply.is_some()
+            || self.syn_rexmit
+            || self.ack_now
+            || self.acks_owed > 0
+            || self.probe_now
+            || self.keepalive_now
+            || (self.state.is_synchronized() && self.has_data_to_send())
+    }
+
+    fn has_data_to_send(&self) -> bool {
+        let sent = self.snd_nxt.distance_from(self.tx_base()).max(0) as usize;
+        sent < self.tx.len()
+            || (self.fin_queued && self.fin_seq() == Some(self.snd_nxt))
+            || (self.in_recovery
+                && self
+                    .high_rxt
+                    .max_seq(self.snd_una)
+                    .distance_from(self.lost_end)
+                    < 0)
+    }
+
+    /// Run the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.time_wait_at.is_some_and(|t| t <= now) {
+            self.enter_closed(None);
+            return;
+        }
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.on_rto(now);
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            self.probe_now = true;
+            self.rtt.back_off();
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            self.keepalive_probes += 1;
+            if self.keepalive_probes > KEEPALIVE_PROBES {
+                self.enter_closed(Some(ConnError::TimedOut));
+                return;
+            }
+            self.keepalive_now = true;
+            self.keepalive_at = Some(now + KEEPALIVE_INTERVAL);
+        }
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        self.rto_at = None;
+        self.rtt_probe = None;
+        self.retries += 1;
+        self.stats.rto_expiries += 1;
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                if self.retries > self.cfg.syn_retries {
+                    self.enter_closed(Some(ConnError::TimedOut));
+                    return;
+                }
+                self.rtt.back_off();
+                self.syn_rexmit = true;
+            }
+            State::Closed | State::TimeWait => {}
+            _ => {
+                if self.snd_una == self.snd_max {
+                    return;
+                }
+                if self.retries > self.cfg.data_retries {
+                    self.enter_closed(Some(ConnError::TimedOut));
+                    return;
+                }
+                let in_flight = self.pipe();
+                self.cc.on_rto(now, in_flight);
+                self.rtt.back_off();
+                // RFC 6675 section 5.1 / RFC 5681 section 3.1: everything not SACKed is lost and
+                // is retransmitted from snd_una, in slow start.
+                self.in_recovery = true;
+                self.rto_recovery = true;
+                self.recovery_point = self.snd_max;
+                self.high_rxt = self.snd_una;
+                self.lost_end = self.snd_max;
+                self.dupacks = 0;
+                self.rexmit_credit = true;
+                // The timer runs again at once (RFC 6298 (5.6)): it must not depend on the
+                // retransmission actually going out.
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        }
+    }
+
+    fn restart_rto(&mut self, now: Instant) {
+        if self.snd_una != self.snd_max {
+            self.rto_at = Some(now + self.rtt.rto());
+        } else {
+            self.rto_at = None;
+        }
+    }
+
+    fn restart_rto_if_needed(&mut self, now: Instant) {
+        if self.rto_at.is_none() {
+            self.restart_rto(now);
+        }
+    }
+
+    // ---- transmit path -------------------------------------------------------------------------
+
+    /// Write the next segment as a whole IP packet into `buf`; returns its length.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        hooks: &mut impl Hooks,
+    ) -> Option<usize> {
+        if let Some(seq) = self.rst_reply.take() {
+            return self.emit(now, buf, hooks, TcpFlags::RST, seq, 0, false);
+        }
+        if self.send_rst {
+            self.send_rst = false;
+            return self.emit(
+                now,
+                buf,
+                hooks,
+                TcpFlags::RST | TcpFlags::ACK,
+                self.snd_nxt,
+                0,
+                false,
+            );
+        }
+        match self.state {
+            State::Closed => None,
+            State::SynSent if self.syn_rexmit => {
+                self.syn_rexmit = false;
+                self.emit(now, buf, hooks, TcpFlags::SYN, self.iss, 0, false)
+            }
+            State::SynReceived if self.syn_rexmit => {
+                self.syn_rexmit = false;
+                self.emit(
+                    now,
+                    buf,
+                    hooks,
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    self.iss,
+                    0,
+                    false,
+                )
+            }
+            State::SynSent | State::SynReceived => None,
+            _ => self.transmit_synchronized(now, buf, hooks),
+        }
+    }
+
+    fn transmit_synchronized(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        hooks: &mut impl Hooks,
+    ) -> Option<usize> {
+        // 0. Duplicate ACKs owed for out-of-order segments go out one by one, before data.
+        if self.acks_owed > 0 {
+            self.acks_owed -= 1;
+            return self.emit(now, buf, hooks, TcpFlags::ACK, self.snd_nxt, 0, false);
+        }
+        let mss = self.effective_mss(hooks.reserved_option_space());
+        let cwnd = self.cc.window();
+        let pipe = self.pipe();
+        let room = cwnd.saturating_sub(pipe);
+        let fin_seq = self.fin_seq();
+
+        // 1. Retransmit a lost segment (RFC 6675 NextSeg rule 1).
+        if self.in_recovery && (room > 0 || self.rexmit_credit) {
+            let mut seq = self.high_rxt.max_seq(self.snd_una);
+            // Skip SACKed ranges.
+            for &(s, e) in &self.sacked {
+                if s.distance_from(seq) <= 0 && e.distance_from(seq) > 0 {
+                    seq = e;
+                }
+            }
+            if seq.distance_from(self.lost_end) < 0 && seq.distance_from(self.snd_nxt) < 0 {
+                // Data bytes that may go: up to the FIN (if it was sent), the next SACKed
+                // block, the chunk's end and one MSS.
+                let fin_sent = fin_seq.filter(|_| self.fin_sent());
+                let data_end = fin_sent.unwrap_or(self.snd_nxt);
+                let mut data_len = (data_end.distance_from(seq).max(0) as usize).min(mss);
+                if let Some(&(s, _)) = self.sacked.iter().find(|&&(s, _)| s.distance_from(seq) > 0)
+                {
+                    data_len = data_len.min(s.distance_from(seq) as usize);
+                }
+                data_len = data_len.min(self.chunk_room(seq));
+                let mut flags = TcpFlags::ACK;
+                // The FIN rides along when the retransmission reaches it.
+                if fin_sent == Some(seq + data_len as u32) {
+                    flags |= TcpFlags::FIN;
+                }
+                self.high_rxt = seq + (data_len as u32) + u32::from(flags & TcpFlags::FIN != 0);
+                self.rexmit_credit = false;
+                self.stats.bytes_retransmitted += data_len as u64;
+                let out = self.emit(now, buf, hooks, flags, seq, data_len, true);
+                self.restart_rto_if_needed(now);
+                return out;
+            }
+        }
+
+        // 2. New data, within the peer's window and the congestion window.
+        let sent = self.snd_nxt.distance_from(self.tx_base()).max(0) as usize;
+        let unsent = self.tx.len().saturating_sub(sent);
+        let wnd_end = self.snd_una + self.snd_wnd as u32;
+        let wnd_room = wnd_end.distance_from(self.snd_nxt).max(0) as usize;
+        if unsent > 0 && !self.probe_now {
+            let chunk = self.chunk_room(self.snd_nxt);
+            let len = unsent.min(mss).min(wnd_room).min(room).min(chunk);
+            let full = mss.min(unsent).min(chunk);
+            let in_flight = self.snd_una != self.snd_max;
+            let may_send = len > 0
+                && (len == full
+                    // Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): a partial segment
+                    // only when nothing is in flight.
+                    || !in_flight)
+                && !(self.cfg.nagle && in_flight && len < mss);
+            if may_send {
+                let mut flags = TcpFlags::ACK;
+                let end = self.snd_nxt + len as u32;
+                if self.fin_queued && fin_seq == Some(end) && wnd_room > len {
+                    flags |= TcpFlags::FIN | TcpFlags::PSH;
+                } else if len == unsent {
+                    flags |= TcpFlags::PSH;
+                }
+                let seq = self.snd_nxt;
+                let retransmission = seq.distance_from(self.snd_max) < 0;
+                if retransmission {
+                    self.stats.bytes_retransmitted += len as u64;
+                } else {
+                    self.stats.bytes_sent += len as u64;
+                }
+                self.advance_snd_nxt(now, seq, len, flags);
+                return self.emit(now, buf, hooks, flags, seq, len, retransmission);
+            }
+            if self.snd_wnd == 0 && !in_flight && self.persist_at.is_none() {
+                self.persist_at = Some(now + self.rtt.rto());
+            }
+        }
+
+        // 3. A FIN alone.
+        if let Some(f) = fin_seq
+            && f == self.snd_nxt
+            && unsent == 0
+        {
+            let flags = TcpFlags::FIN | TcpFlags::ACK;
+            self.advance_snd_nxt(now, f, 0, flags);
+            return self.emit(now, buf, hooks, flags, f, 0, false);
+        }
+
+        // 4. Probes (zero window, keepalive): an old sequence number that elicits an ACK.
+        if self.probe_now || self.keepalive_now {
+            self.probe_now = false;
+            self.keepalive_now = false;
+            if self.snd_wnd == 0 && unsent > 0 {
+                self.persist_at = Some(now + self.rtt.rto());
+            }
+            return self.emit(now, buf, hooks, TcpFlags::ACK, self.snd_una - 1, 0, false);
+        }
+
+        // 5. A pure ACK.
+        if self.ack_now {
+            return self.emit(now, buf, hooks, TcpFlags::ACK, self.snd_nxt, 0, false);
+        }
+        None
+    }
+
+    fn fin_sent(&self) -> bool {
+        self.fin_seq()
+            .is_some_and(|f| self.snd_max.distance_from(f) > 0)
+    }
+
+    /// Bytes from `seq` to the end of the chunk holding it (no limit without chunks).
+    fn chunk_room(&self, seq: TcpSeq) -> usize {
+        match self
+            .chunks
+            .iter()
+            .find(|&&(end, _)| end.distance_from(seq) > 0)
+        {
+            Some(&(end, _)) => end.distance_from(seq) as usize,
+            None => usize::MAX,
+        }
+    }
+
+    fn chunk_of(&self, seq: TcpSeq) -> Option<(TcpSeq, usize, u64)> {
+        let mut start = self.tx_base();
+        for &(end, tag) in &self.chunks {
+            if end.distance_from(seq) > 0 {
+                return Some((start, end.distance_from(start) as usize, tag));
+            }
+            start = end;
+        }
+        None
+    }
+
+    fn advance_snd_nxt(&mut self, now: Instant, seq: TcpSeq, len: usize, flags: u8) {
+        let end = seq + len as u32 + u32::from(flags & TcpFlags::FIN != 0);
+        if end.distance_from(self.snd_nxt) > 0 {
+            self.snd_nxt = end;
+        }
+        if end.distance_from(self.snd_max) > 0 {
+            // Time one segment per RTT (Karn: never a retransmitted one).
+            if self.rtt_probe.is_none() && !self.in_recovery {
+                self.rtt_probe = Some((seq, now));
+            }
+            self.snd_max = end;
+        }
+        if flags & TcpFlags::FIN != 0 {
+            match self.state {
+                State::Established => self.state = State::FinWait1,
+                State::CloseWait => self.state = State::LastAck,
+                _ => {}
+            }
+        }
+        self.restart_rto_if_needed(now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        hooks: &mut impl Hooks,
+        flags: u8,
+        seq: TcpSeq,
+        len: usize,
+        retransmission: bool,
+    ) -> Option<usize> {
+        let syn = flags & TcpFlags::SYN != 0;
+        let rst = flags & TcpFlags::RST != 0;
+        let has_ack = flags & TcpFlags::ACK != 0;
+        let mut options = TcpOptions::default();
+        if syn {
+            options.mss = Some(self.cfg.mss);
+            let offer = self.state == State::SynSent;
+            if self.cfg.window_scaling && (offer || self.ws_ok) {
+                options.window_scale = Some(self.rcv_shift);
+            }
+            if self.cfg.sack && (offer || self.sack_ok) {
+                options.sack_permitted = true;
+            }
+            if self.cfg.timestamps && (offer || self.ts_ok) {
+                options.timestamp = Some(Timestamp {
+                    tsval: self.ts_now(now),
+                    tsecr: if offer { 0 } else { self.ts_recent },
+                });
+            }
+        } else if self.ts_ok && !rst {
+            options.timestamp = Some(Timestamp {
+                tsval: self.ts_now(now),
+                tsecr: self.ts_recent,
+            });
+        }
+        let payload_seq = if syn { seq + 1 } else { seq };
+        let info = OutgoingInfo {
+            flags: TcpFlags(flags),
+            seq: payload_seq,
+            len,
+            retransmission,
+            chunk: if len > 0 {
+                self.chunk_of(payload_seq)
+            } else {
+                None
+            },
+        };
+        if !rst {
+            hooks.on_transmit(&info, &mut options);
+        }
+        if self.sack_ok && !syn && !rst && !self.ooo.is_empty() {
+            let room = options.room();
+            // NOP NOP SACK(2 + 8n): 4 + 8n bytes.
+            if room >= 12 {
+                let max = ((room - 4) / 8).min(SackBlocks::CAPACITY);
+                options.sack = self.sack_blocks(max);
+            }
+        }
+        let window = if syn {
+            self.window_to_advertise().min(MAX_WINDOW_FIELD)
+        } else {
+            self.window_to_advertise()
+        };
+        let window_field = if syn {
+            window as u16
+        } else {
+            (window >> self.rcv_shift).min(MAX_WINDOW_FIELD) as u16
+        };
+        let segment = IpSegment {
+            src: self.local.ip(),
+            dst: self.remote.ip(),
+            hop_limit: self.cfg.hop_limit,
+            tcp: TcpSegment {
+                src_port: self.local.port(),
+                dst_port: self.remote.port(),
+                seq,
+                ack: if has_ack { self.rcv_nxt } else { TcpSeq(0) },
+                flags: TcpFlags(flags),
+                window: if rst { 0 } else { window_field },
+                urgent: 0,
+                options,
+                payload: &[],
+            },
+        };
+        let headers = segment.headers_len();
+        let mut len = len;
+        if headers + len > buf.len() {
+            // The caller's buffer is smaller than our MSS promised: send what fits.
+            len = buf.len().saturating_sub(headers);
+        }
+        if len > 0 {
+            let offset = payload_seq.distance_from(self.tx_base()).max(0) as usize;
+            let len_avail = self.tx.len().saturating_sub(offset).min(len);
+            self.tx
+                .read_at(offset, &mut buf[headers..headers + len_avail]);
+            len = len_avail;
+        }
+        let n = segment.emit_around_payload(buf, len).ok()?;
+        self.stats.segs_out += 1;
+        if has_ack {
+            self.ack_now = false;
+            self.delack_at = None;
+            self.segs_unacked = 0;
+            self.last_window_sent = window;
+            let edge = self.rcv_nxt + window as u32;
+            if edge.distance_from(self.rcv_adv) > 0 {
+                self.rcv_adv = edge;
+            }
+        }
+        if syn {
+            let end = self.iss + 1;
+            if end.distance_from(self.snd_nxt) > 0 {
+                self.snd_nxt = end;
+            }
+            if end.distance_from(self.snd_max) > 0 {
+                self.snd_max = end;
+            }
+            if self.rtt.backoff_count() == 0 && self.rtt_probe.is_none() {
+                self.rtt_probe = Some((self.iss, now));
+            }
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+        Some(n)
+    }
+}
