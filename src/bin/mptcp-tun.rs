@@ -1,0 +1,448 @@
+//! `mptcp-tun`: the TUN demo and measurement tool (command line fixed in DESIGN.md).
+//!
+//! Runs one endpoint of the stack on a TUN device, serves or opens one connection, moves
+//! `--send`/`--recv` bytes of the pattern `byte[i] = i % 251`, verifies them, and reports the
+//! throughput (and with `--json`, one JSON object on the last line of stdout).
+//!
+//! Exit codes: 0 transfer complete and verified; 1 transfer failed (reset, corrupt data,
+//! short); 2 usage error; 3 device or permission error; 4 timeout.
+//!
+//! Until the MPTCP connection layer lands the stack speaks plain TCP: `"mptcp": false` with
+//! `"fallback_reason": "plain-tcp"`. `--plain-tcp` stays for baselines afterwards.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+use std::time::Duration as StdDuration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mptcp_stack::driver::{Driver, TunDevice};
+use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
+use mptcp_stack::node::Instant;
+use mptcp_stack::tcp::State;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mptcp-tun",
+    version,
+    about = "Userspace MPTCP over a TUN device: bulk transfer with verification"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Listen on PORT of every --addr, serve one connection, then exit.
+    Server(ServerArgs),
+    /// Connect to IP:PORT from the first --addr.
+    Client(ClientArgs),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// The TUN device to open (created if it does not exist; the host routes into it).
+    #[arg(long, value_name = "NAME")]
+    tun: String,
+    /// A stack address (owned by no kernel). The first carries the initial subflow; each
+    /// further one opens one more subflow once MPTCP joins land.
+    #[arg(long = "addr", value_name = "IP", required = true)]
+    addrs: Vec<IpAddr>,
+    /// Send N bytes of the pattern i % 251, then close.
+    #[arg(long, value_name = "BYTES", conflicts_with = "recv")]
+    send: Option<u64>,
+    /// Expect exactly N bytes of the pattern and verify them.
+    #[arg(long, value_name = "BYTES")]
+    recv: Option<u64>,
+    /// Ask for DSS checksums (MPTCP; no effect in plain TCP).
+    #[arg(long)]
+    checksum: bool,
+    /// Packet scheduler (MPTCP; no effect with one subflow).
+    #[arg(long, value_enum, default_value_t = Scheduler::Minrtt)]
+    scheduler: Scheduler,
+    /// Write every packet to FILE (pcap, LINKTYPE_RAW).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<String>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    /// Speak plain TCP (the baseline for comparisons).
+    #[arg(long)]
+    plain_tcp: bool,
+    /// The TUN MTU.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u16,
+    /// Give up after SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The port to listen on.
+    #[arg(long)]
+    port: u16,
+    /// Announce these addresses to the peer (ADD_ADDR; MPTCP).
+    #[arg(long, value_name = "IP")]
+    announce: Vec<IpAddr>,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The server, as IP:PORT or `[IPv6]:PORT`.
+    #[arg(long, value_name = "IP:PORT")]
+    connect: SocketAddr,
+    /// Use this local address as a backup path (MPTCP).
+    #[arg(long, value_name = "IP")]
+    backup: Option<IpAddr>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scheduler {
+    Minrtt,
+    Roundrobin,
+    Redundant,
+    Backup,
+}
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_DEVICE: u8 = 3;
+const EXIT_TIMEOUT: u8 = 4;
+
+/// What the transfer did, for the report.
+#[derive(Debug, Default)]
+struct Outcome {
+    bytes: u64,
+    started: Option<Instant>,
+    finished: Option<Instant>,
+    error: Option<String>,
+    timed_out: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, server_port, connect) = match &cli.mode {
+        Mode::Server(s) => (&s.common, Some(s.port), None),
+        Mode::Client(c) => (&c.common, None, Some(c.connect)),
+    };
+    if common.send.is_none() && common.recv.is_none() {
+        eprintln!("mptcp-tun: one of --send BYTES or --recv BYTES is required");
+        return ExitCode::from(2);
+    }
+    if let Some(remote) = connect
+        && !common.addrs.iter().any(|a| a.is_ipv4() == remote.is_ipv4())
+    {
+        eprintln!("mptcp-tun: no --addr of the same family as {remote}");
+        return ExitCode::from(2);
+    }
+    let device = match TunDevice::open(&common.tun, common.mtu) {
+        Ok(d) => d,
+        Err(e) => {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (opening a TUN device needs CAP_NET_ADMIN: run as root, or create it with `ip tuntap add dev NAME mode tun user $USER`)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "mptcp-tun: cannot open TUN device {:?}: {e}{hint}",
+                common.tun
+            );
+            return ExitCode::from(EXIT_DEVICE);
+        }
+    };
+    let mut cfg = EndpointConfig {
+        mtu: usize::from(common.mtu),
+        ..EndpointConfig::default()
+    };
+    cfg.seed = seed_from_os();
+    let mut endpoint = Endpoint::new(cfg);
+    for a in &common.addrs {
+        endpoint.add_address(*a);
+    }
+    let mut driver = Driver::new(endpoint, device);
+    if let Some(path) = &common.pcap {
+        driver = match driver.with_pcap_file(path) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("mptcp-tun: cannot write pcap {path:?}: {e}");
+                return ExitCode::from(EXIT_DEVICE);
+            }
+        };
+    }
+    let mut conn: Option<ConnectionHandle> = None;
+    if let Some(port) = server_port {
+        driver.node_mut().listen(port);
+        if !common.json {
+            eprintln!("listening on port {port} of {:?} (plain TCP)", common.addrs);
+        }
+    } else if let Some(remote) = connect {
+        let local_ip = common
+            .addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .unwrap_or(common.addrs[0]);
+        match driver
+            .node_mut()
+            .connect(SocketAddr::new(local_ip, 0), remote)
+        {
+            Ok(h) => conn = Some(h),
+            Err(e) => {
+                eprintln!("mptcp-tun: connect to {remote}: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
+
+    let total = common.send.or(common.recv).unwrap_or(0);
+    let sending = common.send.is_some();
+    let deadline = driver.now() + mptcp_stack::node::Duration::from_secs(common.timeout);
+    let mut out = Outcome::default();
+    let mut offset: u64 = 0;
+    let mut closed = false;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut last_progress = driver.now();
+    let json = common.json;
+    let result = driver.run_with(|ep, now| {
+        while let Some(ev) = ep.poll_event() {
+            match ev {
+                Event::Accepted(h) if conn.is_none() => {
+                    conn = Some(h);
+                    out.started = Some(now);
+                }
+                Event::Connected(_) => out.started = Some(now),
+                Event::Closed(h, Some(e)) if Some(h) == conn => out.error = Some(e.to_string()),
+                _ => {}
+            }
+        }
+        if now > deadline {
+            out.timed_out = true;
+            return ControlFlow::Break(());
+        }
+        if out.error.is_some() {
+            return ControlFlow::Break(());
+        }
+        let Some(h) = conn else {
+            return ControlFlow::Continue(());
+        };
+        let Some(c) = ep.connection(h) else {
+            return ControlFlow::Break(());
+        };
+        if !c.state().is_synchronized() && c.state() != State::Closed {
+            return ControlFlow::Continue(());
+        }
+        if !json && now - last_progress >= mptcp_stack::node::Duration::from_secs(1) {
+            last_progress = now;
+            let secs = out
+                .started
+                .map_or(0.0, |s| (now - s).total_micros() as f64 / 1e6)
+                .max(1e-6);
+            eprintln!(
+                "{:>12} bytes  {:>9.1} Mbit/s  rtt {:?}",
+                offset,
+                offset as f64 * 8.0 / secs / 1e6,
+                c.srtt()
+            );
+        }
+        if sending {
+            while offset < total {
+                let n = ((total - offset) as usize).min(buf.len());
+                fill_pattern(&mut buf[..n], offset);
+                match ep.send(h, &buf[..n]) {
+                    Ok(0) => break,
+                    Ok(k) => offset += k as u64,
+                    Err(e) => {
+                        out.error = Some(e.to_string());
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            if offset == total && !closed {
+                let _ = ep.close(h);
+                closed = true;
+            }
+            // Done when the peer acknowledged everything, FIN included.
+            let c = ep.connection(h).expect("connection exists");
+            if closed
+                && matches!(c.state(), State::FinWait2 | State::TimeWait | State::Closed)
+                && c.send_queue() == 0
+                && c.error().is_none()
+            {
+                out.bytes = offset;
+                out.finished = Some(now);
+                return ControlFlow::Break(());
+            }
+        } else {
+            loop {
+                match ep.recv(h, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Some(bad) = first_mismatch(&buf[..n], offset) {
+                            out.error = Some(format!("corrupt data at byte {bad}"));
+                            return ControlFlow::Break(());
+                        }
+                        offset += n as u64;
+                        if offset > total {
+                            out.error = Some(format!("received more than {total} bytes"));
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    Err(e) => {
+                        out.error = Some(e.to_string());
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            if ep.recv_finished(h) {
+                if offset != total {
+                    out.error = Some(format!("peer closed after {offset} of {total} bytes"));
+                    return ControlFlow::Break(());
+                }
+                if !closed {
+                    let _ = ep.close(h);
+                    closed = true;
+                    out.bytes = offset;
+                    out.finished = Some(now);
+                }
+                // Linger until our FIN is acknowledged so the peer sees a clean close.
+                let c = ep.connection(h).expect("connection exists");
+                if matches!(c.state(), State::Closed | State::TimeWait) {
+                    return ControlFlow::Break(());
+                }
+                if out
+                    .finished
+                    .is_some_and(|f| now - f > mptcp_stack::node::Duration::from_secs(2))
+                {
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let Err(e) = result {
+        eprintln!("mptcp-tun: device error: {e}");
+        return ExitCode::from(EXIT_DEVICE);
+    }
+    // Give the last segments (a final ACK) a moment to leave.
+    for _ in 0..20 {
+        let _ = driver.run_once(Some(StdDuration::from_millis(5)));
+    }
+    report(&driver, conn, &out, json);
+    if out.timed_out {
+        eprintln!("mptcp-tun: timed out after {} s", common.timeout);
+        return ExitCode::from(EXIT_TIMEOUT);
+    }
+    if let Some(e) = &out.error {
+        eprintln!("mptcp-tun: transfer failed: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if out.bytes != total || out.finished.is_none() {
+        eprintln!(
+            "mptcp-tun: transfer incomplete: {} of {total} bytes",
+            out.bytes
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    ExitCode::SUCCESS
+}
+
+fn report(
+    driver: &Driver<Endpoint, TunDevice>,
+    conn: Option<ConnectionHandle>,
+    out: &Outcome,
+    json: bool,
+) {
+    let secs = match (out.started, out.finished) {
+        (Some(s), Some(f)) => (f - s).total_micros() as f64 / 1e6,
+        _ => 0.0,
+    };
+    let mbit = if secs > 0.0 {
+        out.bytes as f64 * 8.0 / secs / 1e6
+    } else {
+        0.0
+    };
+    let ep = driver.node();
+    let sub = conn.and_then(|h| ep.connection(h));
+    if !json {
+        println!(
+            "{} bytes in {secs:.3} s: {mbit:.1} Mbit/s (plain TCP)",
+            out.bytes
+        );
+        if let Some(c) = sub {
+            let s = c.stats();
+            println!(
+                "subflow {} -> {}: sent {} B, received {} B, retransmitted {} B, rtt {:?}, cwnd {} B, state {:?}",
+                c.local(),
+                c.remote(),
+                s.bytes_sent,
+                s.bytes_received,
+                s.bytes_retransmitted,
+                c.srtt(),
+                c.cwnd(),
+                c.state()
+            );
+        }
+        return;
+    }
+    let subflows = match sub {
+        Some(c) => {
+            let s = c.stats();
+            format!(
+                "[{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":false,\"state\":\"{:?}\"}}]",
+                c.local(),
+                c.remote(),
+                s.bytes_sent,
+                s.bytes_received,
+                c.srtt().map_or(0, |d| d.total_micros()),
+                c.state()
+            )
+        }
+        None => "[]".to_string(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":false,\"fallback_reason\":\"plain-tcp\",\"subflows\":{subflows},\"reinjected_bytes\":0}}",
+        out.bytes
+    );
+}
+
+fn fill_pattern(buf: &mut [u8], offset: u64) {
+    let mut v = (offset % 251) as u8;
+    for b in buf {
+        *b = v;
+        v = if v == 250 { 0 } else { v + 1 };
+    }
+}
+
+fn first_mismatch(buf: &[u8], offset: u64) -> Option<u64> {
+    let mut v = (offset % 251) as u8;
+    for (i, &b) in buf.iter().enumerate() {
+        if b != v {
+            return Some(offset + i as u64);
+        }
+        v = if v == 250 { 0 } else { v + 1 };
+    }
+    None
+}
+
+/// A seed for ISNs and keys from the OS (RFC 9293 section 3.4.1 wants unpredictable ISNs).
+fn seed_from_os() -> u64 {
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
+}
