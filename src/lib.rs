@@ -43,6 +43,7 @@
 
 pub mod crypto;
 pub mod endpoint;
+pub mod mptcp;
 pub mod node;
 pub mod seq;
 pub mod tcp;

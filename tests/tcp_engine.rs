@@ -37,7 +37,9 @@ struct Wire {
 }
 
 impl Wire {
-    fn new(cfg: EndpointConfig) -> Self {
+    fn new(mut cfg: EndpointConfig) -> Self {
+        // These are specifications of the TCP engine: plain TCP.
+        cfg.mptcp.enabled = false;
         let mut a = Endpoint::new(EndpointConfig {
             seed: 1,
             ..cfg.clone()

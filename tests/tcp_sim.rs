@@ -24,6 +24,9 @@ struct Report {
 }
 
 fn endpoints(cfg: &EndpointConfig, a_addr: IpAddr, b_addr: IpAddr) -> (Endpoint, Endpoint) {
+    // These are specifications of the TCP engine: plain TCP.
+    let mut cfg = cfg.clone();
+    cfg.mptcp.enabled = false;
     let mut a = Endpoint::new(EndpointConfig {
         seed: 11,
         ..cfg.clone()

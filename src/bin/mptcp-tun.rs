@@ -7,8 +7,9 @@
 //! Exit codes: 0 transfer complete and verified; 1 transfer failed (reset, corrupt data,
 //! short); 2 usage error; 3 device or permission error; 4 timeout.
 //!
-//! Until the MPTCP connection layer lands the stack speaks plain TCP: `"mptcp": false` with
-//! `"fallback_reason": "plain-tcp"`. `--plain-tcp` stays for baselines afterwards.
+//! The stack speaks MPTCP v1 (one subflow today; joins come with the multipath work) and
+//! falls back to TCP when the peer or a middlebox does not: the JSON says `"mptcp": false` and
+//! why in `"fallback_reason"`. `--plain-tcp` turns MPTCP off, for baselines.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,7 @@ use std::time::Duration as StdDuration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mptcp_stack::driver::{Driver, TunDevice};
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
+use mptcp_stack::mptcp::Mode as MptcpMode;
 use mptcp_stack::node::Instant;
 use mptcp_stack::tcp::State;
 
@@ -160,6 +162,8 @@ fn main() -> ExitCode {
         mtu: usize::from(common.mtu),
         ..EndpointConfig::default()
     };
+    cfg.mptcp.enabled = !common.plain_tcp;
+    cfg.mptcp.checksum = common.checksum;
     cfg.seed = seed_from_os();
     let mut endpoint = Endpoint::new(cfg);
     for a in &common.addrs {
@@ -179,7 +183,15 @@ fn main() -> ExitCode {
     if let Some(port) = server_port {
         driver.node_mut().listen(port);
         if !common.json {
-            eprintln!("listening on port {port} of {:?} (plain TCP)", common.addrs);
+            eprintln!(
+                "listening on port {port} of {:?} ({})",
+                common.addrs,
+                if common.plain_tcp {
+                    "plain TCP"
+                } else {
+                    "MPTCP"
+                }
+            );
         }
     } else if let Some(remote) = connect {
         let local_ip = common
@@ -267,13 +279,8 @@ fn main() -> ExitCode {
                 let _ = ep.close(h);
                 closed = true;
             }
-            // Done when the peer acknowledged everything, FIN included.
-            let c = ep.connection(h).expect("connection exists");
-            if closed
-                && matches!(c.state(), State::FinWait2 | State::TimeWait | State::Closed)
-                && c.send_queue() == 0
-                && c.error().is_none()
-            {
+            // Done when the peer acknowledged everything, DATA_FIN (or FIN) included.
+            if closed && ep.send_finished(h) {
                 out.bytes = offset;
                 out.finished = Some(now);
                 return ControlFlow::Break(());
@@ -310,9 +317,9 @@ fn main() -> ExitCode {
                     out.bytes = offset;
                     out.finished = Some(now);
                 }
-                // Linger until our FIN is acknowledged so the peer sees a clean close.
-                let c = ep.connection(h).expect("connection exists");
-                if matches!(c.state(), State::Closed | State::TimeWait) {
+                // Linger until our DATA_FIN (or FIN) is acknowledged so the peer sees a clean
+                // close.
+                if ep.send_finished(h) {
                     return ControlFlow::Break(());
                 }
                 if out
@@ -368,13 +375,34 @@ fn report(
         0.0
     };
     let ep = driver.node();
-    let sub = conn.and_then(|h| ep.connection(h));
+    let mp = conn.and_then(|h| ep.mptcp(h));
+    let mptcp = mp.is_some_and(|m| m.mode() == MptcpMode::Mptcp);
+    let reason = match mp {
+        Some(m) if m.mode() != MptcpMode::Mptcp => {
+            m.fallback_reason().unwrap_or("handshake not completed")
+        }
+        Some(_) => "",
+        None => "no connection",
+    };
     if !json {
+        let how = if mptcp {
+            format!(
+                "MPTCP{}",
+                if mp.is_some_and(|m| m.checksum()) {
+                    " with DSS checksums"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!("plain TCP: {reason}")
+        };
         println!(
-            "{} bytes in {secs:.3} s: {mbit:.1} Mbit/s (plain TCP)",
+            "{} bytes in {secs:.3} s: {mbit:.1} Mbit/s ({how})",
             out.bytes
         );
-        if let Some(c) = sub {
+        for sub in mp.map(|m| m.subflows()).unwrap_or(&[]) {
+            let c = sub.tcp();
             let s = c.stats();
             println!(
                 "subflow {} -> {}: sent {} B, received {} B, retransmitted {} B, rtt {:?}, cwnd {} B, state {:?}",
@@ -388,13 +416,20 @@ fn report(
                 c.state()
             );
         }
+        if let Some(m) = mp {
+            println!("counters: {:?}", m.counters());
+        }
         return;
     }
-    let subflows = match sub {
-        Some(c) => {
+    let subflows: Vec<String> = mp
+        .map(|m| m.subflows())
+        .unwrap_or(&[])
+        .iter()
+        .map(|sub| {
+            let c = sub.tcp();
             let s = c.stats();
             format!(
-                "[{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":false,\"state\":\"{:?}\"}}]",
+                "{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":false,\"state\":\"{:?}\"}}",
                 c.local(),
                 c.remote(),
                 s.bytes_sent,
@@ -402,14 +437,19 @@ fn report(
                 c.srtt().map_or(0, |d| d.total_micros()),
                 c.state()
             )
-        }
-        None => "[]".to_string(),
+        })
+        .collect();
+    let fallback = if mptcp {
+        "null".to_string()
+    } else {
+        format!("\"{}\"", reason.replace('"', "'"))
     };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":false,\"fallback_reason\":\"plain-tcp\",\"subflows\":{subflows},\"reinjected_bytes\":0}}",
-        out.bytes
+        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":0}}",
+        out.bytes,
+        subflows.join(",")
     );
 }
 

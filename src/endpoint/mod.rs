@@ -20,16 +20,20 @@ use std::net::{IpAddr, SocketAddr};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::crypto::KeyMaterial;
+use crate::mptcp::{MptcpConfig, MptcpConnection};
 use crate::node::{Instant, Node};
 use crate::seq::TcpSeq;
-use crate::tcp::{self, Connection, NoHooks};
+use crate::tcp::{self, Connection};
 use crate::wire::{IpSegment, TcpFlags, TcpOptions, TcpSegment};
 
 /// Endpoint configuration.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// TCP settings for every connection (the MSS is derived from `mtu`).
+    /// TCP settings for every subflow (the MSS is derived from `mtu`).
     pub tcp: tcp::Config,
+    /// MPTCP settings.
+    pub mptcp: MptcpConfig,
     /// The link MTU: IP packets are at most this long.
     pub mtu: usize,
     /// Seed of the random generator (ISNs, timestamps offsets, ephemeral ports).
@@ -44,6 +48,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
             tcp: tcp::Config::default(),
+            mptcp: MptcpConfig::default(),
             mtu: 1500,
             seed: 0,
             max_connections: 65_536,
@@ -124,7 +129,7 @@ pub struct EndpointStats {
 
 #[derive(Debug)]
 struct Slot {
-    conn: Connection,
+    conn: MptcpConnection,
     listener: bool,
     announced_open: bool,
     announced_closed: bool,
@@ -142,7 +147,11 @@ pub struct Endpoint {
     listeners: Vec<u16>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
-    by_tuple: HashMap<(SocketAddr, SocketAddr), usize>,
+    /// 4-tuple (local, remote) -> (slot, subflow).
+    by_tuple: HashMap<(SocketAddr, SocketAddr), (usize, usize)>,
+    /// Local tokens of live connections (RFC 8684 section 3.1: a key whose token is in use is
+    /// drawn again).
+    tokens: HashMap<u32, usize>,
     live: usize,
     events: VecDeque<Event>,
     rsts: VecDeque<IpSegment<'static>>,
@@ -162,6 +171,7 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             by_tuple: HashMap::new(),
+            tokens: HashMap::new(),
             live: 0,
             events: VecDeque::new(),
             rsts: VecDeque::new(),
@@ -199,9 +209,34 @@ impl Endpoint {
         self.events.pop_front()
     }
 
-    /// The connection behind a handle, for state and statistics.
+    /// The initial subflow's TCP connection behind a handle, for state and statistics.
     pub fn connection(&self, h: ConnectionHandle) -> Option<&Connection> {
+        self.slots.get(h.0)?.as_ref().map(|s| s.conn.primary())
+    }
+
+    /// The MPTCP connection behind a handle.
+    pub fn mptcp(&self, h: ConnectionHandle) -> Option<&MptcpConnection> {
         self.slots.get(h.0)?.as_ref().map(|s| &s.conn)
+    }
+
+    /// Room in the connection's send buffer.
+    pub fn send_capacity(&self, h: ConnectionHandle) -> usize {
+        self.mptcp(h).map_or(0, |c| c.send_capacity())
+    }
+
+    /// Whether our direction is closed and acknowledged.
+    pub fn send_finished(&self, h: ConnectionHandle) -> bool {
+        self.mptcp(h).is_some_and(|c| c.send_finished())
+    }
+
+    /// A fresh key whose token no live connection uses.
+    fn new_key(&mut self) -> u64 {
+        loop {
+            let key: u64 = self.rng.random();
+            if !self.tokens.contains_key(&KeyMaterial::from_key(key).token) {
+                return key;
+            }
+        }
     }
 
     /// Handles of every connection slot in use.
@@ -224,7 +259,8 @@ impl Endpoint {
     }
 
     fn insert(&mut self, slot: Slot) -> usize {
-        let key = (slot.conn.local(), slot.conn.remote());
+        let key = (slot.conn.primary().local(), slot.conn.primary().remote());
+        let token = slot.conn.local_key().token;
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i] = Some(slot);
@@ -235,7 +271,8 @@ impl Endpoint {
                 self.slots.len() - 1
             }
         };
-        self.by_tuple.insert(key, idx);
+        self.by_tuple.insert(key, (idx, 0));
+        self.tokens.insert(token, idx);
         self.live += 1;
         idx
     }
@@ -275,7 +312,9 @@ impl Endpoint {
         let cfg = self.tcp_config(local.ip());
         let iss = TcpSeq(self.rng.random());
         let ts = self.rng.random();
-        let conn = Connection::connect(cfg, local, remote, iss, ts);
+        let tcp = Connection::connect(cfg, local, remote, iss, ts);
+        let key = self.new_key();
+        let conn = MptcpConnection::connect(&self.cfg.mptcp, key, tcp);
         let idx = self.insert(Slot {
             conn,
             listener: false,
@@ -329,7 +368,7 @@ impl Endpoint {
 
     /// Whether the peer closed its direction and every byte was read.
     pub fn recv_finished(&self, h: ConnectionHandle) -> bool {
-        self.connection(h).is_some_and(|c| c.recv_finished())
+        self.mptcp(h).is_some_and(|c| c.recv_finished())
     }
 
     /// Close our direction (FIN after the queued data).
@@ -365,9 +404,16 @@ impl Endpoint {
         if !(slot.released && slot.conn.is_closed()) {
             return;
         }
-        let key = (slot.conn.local(), slot.conn.remote());
-        if self.by_tuple.get(&key) == Some(&idx) {
-            self.by_tuple.remove(&key);
+        for i in 0..slot.conn.subflows().len() {
+            if let Some(key) = slot.conn.subflow_addrs(i)
+                && self.by_tuple.get(&key).is_some_and(|&(s, _)| s == idx)
+            {
+                self.by_tuple.remove(&key);
+            }
+        }
+        let token = slot.conn.local_key().token;
+        if self.tokens.get(&token) == Some(&idx) {
+            self.tokens.remove(&token);
         }
         self.slots[idx] = None;
         self.free.push(idx);
@@ -384,8 +430,7 @@ impl Endpoint {
             return;
         }
         let h = ConnectionHandle(idx);
-        let state = slot.conn.state();
-        if !slot.announced_open && state.is_synchronized() {
+        if !slot.announced_open && slot.conn.is_established() {
             slot.announced_open = true;
             self.events.push_back(if slot.listener {
                 Event::Accepted(h)
@@ -411,9 +456,13 @@ impl Endpoint {
                 return;
             }
             self.events.push_back(Event::Closed(h, slot.conn.error()));
-            let key = (slot.conn.local(), slot.conn.remote());
-            if self.by_tuple.get(&key) == Some(&idx) {
-                self.by_tuple.remove(&key);
+            // The 4-tuples may be reused from now on; the slot stays until released.
+            for i in 0..slot.conn.subflows().len() {
+                if let Some(key) = slot.conn.subflow_addrs(i)
+                    && self.by_tuple.get(&key).is_some_and(|&(s, _)| s == idx)
+                {
+                    self.by_tuple.remove(&key);
+                }
             }
         }
     }
@@ -476,9 +525,9 @@ impl Node for Endpoint {
         let seg = &ip.tcp;
         let local = SocketAddr::new(ip.dst, seg.dst_port);
         let remote = SocketAddr::new(ip.src, seg.src_port);
-        if let Some(&idx) = self.by_tuple.get(&(local, remote)) {
+        if let Some(&(idx, sub)) = self.by_tuple.get(&(local, remote)) {
             if let Some(Some(slot)) = self.slots.get_mut(idx) {
-                slot.conn.handle_segment(now, seg, &mut NoHooks);
+                slot.conn.handle_segment(sub, now, seg);
                 self.update_events(idx);
             }
             return;
@@ -493,7 +542,9 @@ impl Node for Endpoint {
             let cfg = self.tcp_config(local.ip());
             let iss = TcpSeq(self.rng.random());
             let ts = self.rng.random();
-            let conn = Connection::accept(now, cfg, local, remote, iss, ts, seg);
+            let tcp = Connection::accept(now, cfg, local, remote, iss, ts, seg);
+            let key = self.new_key();
+            let conn = MptcpConnection::accept(&self.cfg.mptcp, key, tcp, seg);
             self.stats.accepted += 1;
             self.insert(Slot {
                 conn,
@@ -541,9 +592,7 @@ impl Node for Endpoint {
             if !slot.conn.wants_to_transmit() {
                 continue;
             }
-            let out = slot
-                .conn
-                .poll_transmit(now, &mut buf[..limit], &mut NoHooks);
+            let out = slot.conn.poll_transmit(now, &mut buf[..limit]);
             self.update_events(idx);
             if let Some(len) = out {
                 // Next time start after this connection: round-robin between connections.

@@ -47,7 +47,13 @@ pub struct Harness<A: Node, B: Node> {
     b: B,
     now: Instant,
     buf: Vec<u8>,
+    middlebox: Option<Middlebox>,
 }
+
+/// A middlebox on the way from a node into the network: it sees every packet a node sends and
+/// may rewrite it in place (returning its new length) or drop it (returning `None`), like a
+/// firewall that strips TCP options or a NAT.
+pub type Middlebox = Box<dyn FnMut(Side, &mut [u8], usize) -> Option<usize>>;
 
 impl<A: Node, B: Node> Harness<A, B> {
     /// A harness starting at the network's time.
@@ -58,6 +64,19 @@ impl<A: Node, B: Node> Harness<A, B> {
             a: node_a,
             b: node_b,
             buf: vec![0; TRANSMIT_BUFFER],
+            middlebox: None,
+        }
+    }
+
+    /// Put a middlebox between the nodes and the network (see [`Middlebox`]).
+    pub fn set_middlebox(&mut self, middlebox: Middlebox) {
+        self.middlebox = Some(middlebox);
+    }
+
+    fn filter(&mut self, from: Side, len: usize) -> Option<usize> {
+        match self.middlebox.as_mut() {
+            Some(m) => m(from, &mut self.buf, len).map(|n| n.min(self.buf.len())),
+            None => Some(len),
         }
     }
 
@@ -160,10 +179,16 @@ impl<A: Node, B: Node> Harness<A, B> {
         let now = self.now;
         while let Some(n) = self.a.poll_transmit(now, &mut self.buf) {
             let n = n.min(self.buf.len());
+            let Some(n) = self.filter(Side::A, n) else {
+                continue;
+            };
             self.network.send(Side::A, now, &self.buf[..n]);
         }
         while let Some(n) = self.b.poll_transmit(now, &mut self.buf) {
             let n = n.min(self.buf.len());
+            let Some(n) = self.filter(Side::B, n) else {
+                continue;
+            };
             self.network.send(Side::B, now, &self.buf[..n]);
         }
     }

@@ -83,11 +83,13 @@
 
 mod harness;
 mod link;
+mod middlebox;
 mod network;
 mod packet;
 
-pub use harness::{Harness, Outcome};
+pub use harness::{Harness, Middlebox, Outcome};
 pub use link::{DropReason, GilbertElliott, LinkConfig, LinkStats};
+pub use middlebox::{corrupt_payload, strip_tcp_option};
 pub use network::{Delivery, Network, PathConfig, SendOutcome};
 pub use packet::ip_addresses;
 

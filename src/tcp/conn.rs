@@ -234,7 +234,8 @@ pub struct Connection {
     snd_wl2: TcpSeq,
     snd_shift: u8,
     tx: Ring,
-    chunks: VecDeque<(TcpSeq, u64)>,
+    /// Chunks still in `tx`: (first sequence number, end, tag).
+    chunks: VecDeque<(TcpSeq, TcpSeq, u64)>,
     fin_queued: bool,
     syn_acked: bool,
 
@@ -585,7 +586,8 @@ impl Connection {
         }
         let start = self.tx_seq_at(self.tx.len());
         self.tx.push(data);
-        self.chunks.push_back((start + data.len() as u32, tag));
+        self.chunks
+            .push_back((start, start + data.len() as u32, tag));
         true
     }
 
@@ -619,21 +621,55 @@ impl Connection {
 
     /// Read in-order data; returns the count. Opening the window may schedule an update.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.recv_peek(0, buf);
+        self.recv_consume(n);
+        n
+    }
+
+    /// Copy in-order data from `offset` on without consuming it; returns the count.
+    pub fn recv_peek(&self, offset: usize, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.rx.len().saturating_sub(offset));
+        self.rx.read_at(offset, &mut buf[..n]);
+        n
+    }
+
+    /// Drop `n` bytes of in-order data (after [`Connection::recv_peek`]).
+    pub fn recv_consume(&mut self, n: usize) {
         let before = self.window_to_advertise();
-        let n = self.rx.pop(buf);
+        self.rx.consume(n);
         if n > 0 {
-            // RFC 9293 section 3.8.6.2.2: announce the window when it opened by at least one
-            // MSS or half the buffer from what the peer last saw.
+            // RFC 9293 section 3.8.6.2.2 (and Linux's rule): announce the window at once only
+            // when it grew enough to matter to the peer: doubled, and by at least one MSS (or
+            // half the buffer). A window that never constrained the peer waits for the next
+            // ACK, so draining the buffer does not defeat delayed ACKs.
             let after = self.window_to_advertise();
             let mss = usize::from(self.cfg.mss);
+            let last = self.last_window_sent;
             if self.state.is_synchronized()
-                && after >= self.last_window_sent + mss.min(self.cfg.rx_buffer / 2)
                 && before < after
+                && after >= (2 * last).max(last + mss.min(self.cfg.rx_buffer / 2))
             {
                 self.ack_now = true;
             }
         }
-        n
+    }
+
+    /// Send an ACK at the next transmission opportunity (the MPTCP layer uses it to carry a
+    /// DATA_ACK, a DATA_FIN or a signal when the subflow has nothing else to send).
+    pub fn request_ack(&mut self) {
+        if self.state.is_synchronized() {
+            self.ack_now = true;
+        }
+    }
+
+    /// The sequence number the next byte given to [`Connection::send`] will get.
+    pub fn next_send_seq(&self) -> TcpSeq {
+        self.tx_base() + self.tx.len() as u32
+    }
+
+    /// Whether the handshake's SYN was acknowledged by the peer.
+    pub fn syn_acked(&self) -> bool {
+        self.syn_acked
     }
 
     /// Whether the peer closed its direction and everything before its FIN was read.
@@ -816,6 +852,8 @@ impl Connection {
         if f.rst() {
             // RFC 5961 section 3.2: only an exact match resets; in-window gets a challenge.
             if seg.seq == self.rcv_nxt {
+                // The MPTCP layer reads MP_FASTCLOSE and MP_TCPRST from a valid RST.
+                hooks.on_receive(seg);
                 let err = match self.state {
                     State::SynReceived => ConnError::Refused,
                     State::Closing | State::LastAck | State::TimeWait => {
@@ -956,7 +994,7 @@ impl Connection {
         if self.snd_nxt.distance_from(ack) < 0 {
             self.snd_nxt = ack;
         }
-        while let Some(&(end, _)) = self.chunks.front() {
+        while let Some(&(_, end, _)) = self.chunks.front() {
             if end.distance_from(ack) <= 0 {
                 self.chunks.pop_front();
             } else {
@@ -1637,22 +1675,18 @@ impl Connection {
         match self
             .chunks
             .iter()
-            .find(|&&(end, _)| end.distance_from(seq) > 0)
+            .find(|&&(_, end, _)| end.distance_from(seq) > 0)
         {
-            Some(&(end, _)) => end.distance_from(seq) as usize,
+            Some(&(_, end, _)) => end.distance_from(seq) as usize,
             None => usize::MAX,
         }
     }
 
     fn chunk_of(&self, seq: TcpSeq) -> Option<(TcpSeq, usize, u64)> {
-        let mut start = self.tx_base();
-        for &(end, tag) in &self.chunks {
-            if end.distance_from(seq) > 0 {
-                return Some((start, end.distance_from(start) as usize, tag));
-            }
-            start = end;
-        }
-        None
+        self.chunks
+            .iter()
+            .find(|&&(start, end, _)| start.distance_from(seq) <= 0 && end.distance_from(seq) > 0)
+            .map(|&(start, end, tag)| (start, end.distance_from(start) as usize, tag))
     }
 
     fn advance_snd_nxt(&mut self, now: Instant, seq: TcpSeq, len: usize, flags: u8) {
@@ -1725,9 +1759,7 @@ impl Connection {
                 None
             },
         };
-        if !rst {
-            hooks.on_transmit(&info, &mut options);
-        }
+        hooks.on_transmit(&info, &mut options);
         if self.sack_ok && !syn && !rst && !self.ooo.is_empty() {
             let room = options.room();
             // NOP NOP SACK(2 + 8n): 4 + 8n bytes.

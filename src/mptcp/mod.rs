@@ -1,0 +1,1110 @@
+//! The MPTCP connection layer (RFC 8684): one data stream carried by TCP subflows.
+//!
+//! Contract:
+//! - An [`MptcpConnection`] owns its subflows (today one: the initial subflow; joins come with
+//!   the multipath work) and the connection-level state: keys, tokens and IDSNs, the send
+//!   buffer indexed by data sequence number, reassembly by DSN, DATA_ACK and DATA_FIN.
+//! - The handshake is MP_CAPABLE v1 in both roles (section 3.1): no key on the SYN, the
+//!   server's key on the SYN/ACK, both keys on the third ACK, and on the first data as
+//!   MP_CAPABLE with data; the client repeats the keys until the server answers with a DSS
+//!   (the reliable third ACK). Either side's A flag turns DSS checksums on.
+//! - Data is cut into mappings (at most 64 KiB) that the subflow engine never splits across
+//!   segments of another mapping; a retransmitted segment carries its original mapping. Every
+//!   segment carries a DATA_ACK (8 bytes); received 4-byte DSNs and DATA_ACKs are expanded.
+//! - With checksums, a mapping is delivered only after its checksum verified; a bad checksum
+//!   is counted (`DataCsumErr`), answered with MP_FAIL, and the connection is reset rather
+//!   than corrupt the stream (RFC 8684 section 3.7's infinite-mapping recovery is not yet
+//!   implemented).
+//! - Fallback to TCP (section 3.7) when the SYN or SYN/ACK has no MP_CAPABLE, when the third
+//!   ACK has none, or when data arrives without any mapping on the only subflow: the stream
+//!   continues as plain TCP and nothing is lost. [`MptcpConnection::fallback_reason`] says why.
+//! - MP_FASTCLOSE is sent on abort and honoured when it carries our key; MP_TCPRST is counted.
+
+mod reassembly;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use smoltcp::time::Instant;
+
+pub use reassembly::{Inserted, Reassembly};
+
+use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum};
+use crate::seq::{Dsn, Ssn, TcpSeq};
+use crate::tcp::ring::Ring;
+use crate::tcp::{self, Connection, Hooks, OutgoingInfo, State};
+use crate::wire::{
+    CapableFlags, CapableKeys, CapableRepr, DsnField, DssMapping, DssRepr, MptcpRepr, TcpOptions,
+    TcpRstReason, TcpRstRepr, TcpSegment,
+};
+
+/// MPTCP settings of an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct MptcpConfig {
+    /// Speak MPTCP (offer it as a client, accept it as a server). Off: plain TCP.
+    pub enabled: bool,
+    /// Ask for DSS checksums (the A flag).
+    pub checksum: bool,
+    /// Connection-level receive buffer (the data-level window).
+    pub rx_buffer: usize,
+    /// Connection-level send buffer.
+    pub tx_buffer: usize,
+    /// The largest mapping, in bytes (at most 65534, to leave room for a DATA_FIN).
+    pub max_mapping: usize,
+}
+
+impl Default for MptcpConfig {
+    fn default() -> Self {
+        MptcpConfig {
+            enabled: true,
+            checksum: false,
+            rx_buffer: 4 << 20,
+            tx_buffer: 4 << 20,
+            max_mapping: 65_534,
+        }
+    }
+}
+
+/// Option bytes a data segment needs beyond timestamps: a DSS with an 8-byte DATA_ACK, an
+/// 8-byte DSN mapping and a checksum (28), which also covers MP_CAPABLE with data (24).
+pub const DSS_SPACE: usize = 28;
+
+/// Which side opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sent the SYN.
+    Client,
+    /// Accepted the SYN.
+    Server,
+}
+
+/// Where the connection stands with MPTCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Handshake under way (client: SYN sent, no answer yet).
+    Pending,
+    /// MPTCP in use.
+    Mptcp,
+    /// Plain TCP: MPTCP was not offered, not accepted, or fell back.
+    Fallback,
+}
+
+/// Counters named after Linux's `MPTcpExt*`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// MP_CAPABLE SYNs sent (client).
+    pub mp_capable_syn_tx: u64,
+    /// MP_CAPABLE SYNs received (server): `MPCapableSYNRX`.
+    pub mp_capable_syn_rx: u64,
+    /// MP_CAPABLE SYN/ACKs received (client): `MPCapableSYNACKRX`.
+    pub mp_capable_synack_rx: u64,
+    /// Third ACKs (or first data) with both keys received (server): `MPCapableACKRX`.
+    pub mp_capable_ack_rx: u64,
+    /// Fallbacks: `MPCapableFallbackACK`/`MPCapableFallbackSYNACK` and later ones.
+    pub fallbacks: u64,
+    /// DSS options received.
+    pub dss_rx: u64,
+    /// Mappings received that disagree with one already known for the same bytes:
+    /// `DSSNotMatching`.
+    pub dss_not_matching: u64,
+    /// Mappings whose checksum failed: `DataCsumErr`.
+    pub data_csum_err: u64,
+    /// Data bytes received twice at the data level (already delivered).
+    pub duplicate_data: u64,
+    /// Data bytes beyond the data-level window, dropped.
+    pub beyond_window: u64,
+    /// MP_FAIL sent / received.
+    pub mp_fail_tx: u64,
+    /// MP_FAIL received: `MPFailRx`.
+    pub mp_fail_rx: u64,
+    /// MP_FASTCLOSE sent: `MPFastcloseTx`.
+    pub mp_fastclose_tx: u64,
+    /// MP_FASTCLOSE received with our key: `MPFastcloseRx`.
+    pub mp_fastclose_rx: u64,
+    /// MP_FASTCLOSE received with a wrong key, ignored.
+    pub mp_fastclose_bad_key: u64,
+    /// MP_TCPRST received: `MPRstRx`.
+    pub mp_rst_rx: u64,
+    /// Third ACKs whose echoed key was not ours (a forged or confused peer).
+    pub bad_key_echo: u64,
+}
+
+/// A mapping this side sent on a subflow: the chunk tagged `tag`.
+#[derive(Debug, Clone, Copy)]
+struct TxMap {
+    tag: u64,
+    dsn: Dsn,
+    len: u16,
+    checksum: Option<u16>,
+    /// Sent as MP_CAPABLE with data (the client's first data, before the server confirmed).
+    capable: bool,
+}
+
+/// A mapping the peer announced on a subflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RxMap {
+    /// Absolute subflow sequence number of the first byte.
+    ssn: TcpSeq,
+    dsn: Dsn,
+    /// Data bytes (the DATA_FIN is not one).
+    len: u32,
+    checksum: Option<u16>,
+    /// The data-level length as sent (data plus one for a DATA_FIN), for the checksum.
+    wire_len: u16,
+}
+
+/// The MPTCP side of one subflow.
+#[derive(Debug)]
+struct SubflowState {
+    iss: TcpSeq,
+    irs: TcpSeq,
+    next_tag: u64,
+    tx_maps: VecDeque<TxMap>,
+    rx_maps: VecDeque<RxMap>,
+}
+
+/// One subflow: the TCP connection and its MPTCP state.
+#[derive(Debug)]
+pub struct Subflow {
+    tcp: Connection,
+    st: SubflowState,
+}
+
+impl Subflow {
+    /// The subflow's TCP connection (state, RTT, cwnd, counters).
+    pub fn tcp(&self) -> &Connection {
+        &self.tcp
+    }
+}
+
+/// Why a connection fell back to TCP.
+pub type FallbackReason = &'static str;
+
+/// Connection-level state shared by the subflows' hooks.
+#[derive(Debug)]
+struct Shared {
+    role: Role,
+    mode: Mode,
+    fallback_reason: Option<FallbackReason>,
+    checksum: bool,
+    local: KeyMaterial,
+    remote: Option<KeyMaterial>,
+    /// Client: the server answered with a DSS, so it has our key. Server: the third ACK (or
+    /// first data) with both keys arrived.
+    confirmed: bool,
+    // Receive side.
+    rx: Reassembly,
+    peer_data_fin: Option<Dsn>,
+    data_fin_received: bool,
+    // Send side: `tx` holds the bytes from `snd_una` on.
+    tx: Ring,
+    snd_una: Dsn,
+    snd_nxt: Dsn,
+    fin_queued: bool,
+    data_fin_acked: bool,
+    fastclose_tx: bool,
+    fastclose_rx: bool,
+    /// The DATA_FIN was put on an ACK once; further copies come from the FIN timer.
+    data_fin_signalled: bool,
+    mp_fail_tx: Option<Dsn>,
+    reset: bool,
+    counters: Counters,
+}
+
+impl Shared {
+    fn data_fin_dsn(&self) -> Option<Dsn> {
+        (self.fin_queued && self.snd_nxt == self.snd_una + self.tx.len() as u64)
+            .then_some(self.snd_nxt)
+    }
+
+    fn fall_back(&mut self, reason: FallbackReason) {
+        if self.mode != Mode::Fallback {
+            self.mode = Mode::Fallback;
+            self.fallback_reason = Some(reason);
+            self.counters.fallbacks += 1;
+        }
+    }
+
+    fn process_data_ack(&mut self, ack: Dsn) {
+        let fin = self.data_fin_dsn();
+        let limit = self.snd_nxt + u64::from(fin.is_some());
+        if ack.distance_from(self.snd_una) <= 0 || ack.distance_from(limit) > 0 {
+            return;
+        }
+        let mut n = ack.distance_from(self.snd_una) as u64;
+        if fin.is_some_and(|f| ack == f + 1) {
+            self.data_fin_acked = true;
+            n -= 1;
+        }
+        self.tx.consume(n as usize);
+        self.snd_una = self.snd_una + n;
+    }
+}
+
+/// The per-segment hooks of one subflow.
+struct SubflowHooks<'a> {
+    sh: &'a mut Shared,
+    st: &'a mut SubflowState,
+}
+
+impl Hooks for SubflowHooks<'_> {
+    fn reserved_option_space(&self) -> usize {
+        if self.sh.mode == Mode::Fallback {
+            0
+        } else {
+            DSS_SPACE
+        }
+    }
+
+    fn on_transmit(&mut self, info: &OutgoingInfo, options: &mut TcpOptions) {
+        let sh = &mut *self.sh;
+        let f = info.flags;
+        if f.rst() {
+            if sh.fastclose_tx
+                && let Some(remote) = sh.remote
+            {
+                let _ = options.mptcp.push(MptcpRepr::FastClose {
+                    receiver_key: remote.key,
+                });
+                sh.counters.mp_fastclose_tx += 1;
+            }
+            if let Some(dsn) = sh.mp_fail_tx.take() {
+                // A failed checksum ends the connection: say where (MP_FAIL) and why
+                // (MP_TCPRST, MPTCP-specific error) on the reset.
+                let _ = options.mptcp.push(MptcpRepr::Fail { dsn });
+                let _ = options.mptcp.push(MptcpRepr::TcpRst(TcpRstRepr {
+                    flags: 0,
+                    reason: TcpRstReason::MPTCP_ERROR,
+                }));
+                sh.counters.mp_fail_tx += 1;
+            }
+            return;
+        }
+        let flags = CapableFlags::v1(sh.checksum, false);
+        match sh.mode {
+            Mode::Fallback => return,
+            Mode::Pending => {
+                if f.syn() && !f.ack() {
+                    let _ = options.mptcp.push(MptcpRepr::Capable(CapableRepr {
+                        version: 1,
+                        flags,
+                        keys: CapableKeys::None,
+                    }));
+                    sh.counters.mp_capable_syn_tx += 1;
+                }
+                return;
+            }
+            Mode::Mptcp => {}
+        }
+        if f.syn() {
+            // The server's SYN/ACK carries its key.
+            let keys = CapableKeys::Sender {
+                sender_key: sh.local.key,
+            };
+            let _ = options.mptcp.push(MptcpRepr::Capable(CapableRepr {
+                version: 1,
+                flags,
+                keys,
+            }));
+            return;
+        }
+        let Some(remote) = sh.remote else { return };
+        let map = info
+            .chunk
+            .and_then(|(_, _, tag)| self.st.tx_maps.iter().find(|m| m.tag == tag).copied());
+        // RFC 8684 section 3.1: until the server shows it has our key, the client repeats both
+        // keys; its first data goes as MP_CAPABLE with data.
+        if sh.role == Role::Client && !sh.confirmed {
+            if let Some(m) = map.filter(|m| m.capable) {
+                let keys = CapableKeys::WithData {
+                    sender_key: sh.local.key,
+                    receiver_key: remote.key,
+                    data_len: m.len,
+                    checksum: m.checksum,
+                };
+                let _ = options.mptcp.push(MptcpRepr::Capable(CapableRepr {
+                    version: 1,
+                    flags,
+                    keys,
+                }));
+                return;
+            }
+            if info.len == 0 {
+                let keys = CapableKeys::Both {
+                    sender_key: sh.local.key,
+                    receiver_key: remote.key,
+                };
+                let _ = options.mptcp.push(MptcpRepr::Capable(CapableRepr {
+                    version: 1,
+                    flags,
+                    keys,
+                }));
+                return;
+            }
+        }
+        let mut dss = DssRepr {
+            data_ack: Some(DsnField::Long(sh.rx.next().0)),
+            mapping: None,
+            data_fin: false,
+        };
+        if let (Some(m), Some((start, _, _))) = (map, info.chunk) {
+            dss.mapping = Some(DssMapping {
+                dsn: DsnField::Long(m.dsn.0),
+                ssn: Ssn(start.distance_from(self.st.iss) as u32),
+                data_len: m.len,
+                checksum: m.checksum,
+            });
+        } else if info.len == 0
+            && !sh.data_fin_acked
+            && let Some(fin) = sh.data_fin_dsn()
+        {
+            // A DATA_FIN on its own: subflow sequence 0, data-level length 1 (section 3.3.3).
+            let checksum = sh.checksum.then(|| dss_checksum(fin, Ssn(0), 1, &[]));
+            dss.mapping = Some(DssMapping {
+                dsn: DsnField::Long(fin.0),
+                ssn: Ssn(0),
+                data_len: 1,
+                checksum,
+            });
+            dss.data_fin = true;
+        }
+        if let Some(dsn) = sh.mp_fail_tx.take() {
+            let _ = options.mptcp.push(MptcpRepr::Fail { dsn });
+            sh.counters.mp_fail_tx += 1;
+        }
+        let repr = MptcpRepr::Dss(dss);
+        if options.room() >= crate::wire::tcp::padded(repr.buffer_len()) {
+            let _ = options.mptcp.push(repr);
+        }
+    }
+
+    fn on_receive(&mut self, seg: &TcpSegment<'_>) {
+        let sh = &mut *self.sh;
+        let f = seg.flags;
+        if f.syn() {
+            self.st.irs = seg.seq;
+            if sh.role == Role::Client && sh.mode == Mode::Pending {
+                let capable = seg.options.mptcp.iter().find_map(|o| match o {
+                    MptcpRepr::Capable(c) => Some(*c),
+                    _ => None,
+                });
+                match capable {
+                    Some(CapableRepr {
+                        version: 1,
+                        flags,
+                        keys: CapableKeys::Sender { sender_key },
+                    }) if flags.hmac_sha256() => {
+                        sh.counters.mp_capable_synack_rx += 1;
+                        let remote = KeyMaterial::from_key(sender_key);
+                        sh.remote = Some(remote);
+                        sh.checksum |= flags.checksum();
+                        sh.rx = Reassembly::new(remote.idsn + 1, sh.rx.window());
+                        sh.mode = Mode::Mptcp;
+                    }
+                    _ => sh.fall_back("SYN/ACK without MP_CAPABLE"),
+                }
+            }
+            return;
+        }
+        if sh.mode == Mode::Fallback {
+            return;
+        }
+        let mut any_mptcp = false;
+        for option in seg.options.mptcp.iter() {
+            any_mptcp = true;
+            match *option {
+                MptcpRepr::Capable(CapableRepr { keys, .. }) if sh.role == Role::Server => {
+                    let (sender_key, receiver_key, data) = match keys {
+                        CapableKeys::Both {
+                            sender_key,
+                            receiver_key,
+                        } => (sender_key, receiver_key, None),
+                        CapableKeys::WithData {
+                            sender_key,
+                            receiver_key,
+                            data_len,
+                            checksum,
+                        } => (sender_key, receiver_key, Some((data_len, checksum))),
+                        _ => continue,
+                    };
+                    if receiver_key != sh.local.key {
+                        sh.counters.bad_key_echo += 1;
+                        continue;
+                    }
+                    if !sh.confirmed {
+                        let remote = KeyMaterial::from_key(sender_key);
+                        sh.remote = Some(remote);
+                        sh.rx = Reassembly::new(remote.idsn + 1, sh.rx.window());
+                        sh.confirmed = true;
+                        sh.counters.mp_capable_ack_rx += 1;
+                    }
+                    if let (Some((data_len, checksum)), Some(remote)) = (data, sh.remote)
+                        && !seg.payload.is_empty()
+                        && data_len > 0
+                    {
+                        // The client's first data: DSN = IDSN + 1 at subflow sequence 1.
+                        let map = RxMap {
+                            ssn: self.st.irs + 1,
+                            dsn: remote.idsn + 1,
+                            len: u32::from(data_len),
+                            checksum,
+                            wire_len: data_len,
+                        };
+                        record_rx_map(&mut self.st.rx_maps, map, &mut sh.counters);
+                    }
+                }
+                MptcpRepr::Dss(d) => {
+                    sh.counters.dss_rx += 1;
+                    if sh.role == Role::Client {
+                        sh.confirmed = true;
+                    }
+                    if let Some(ack) = d.data_ack {
+                        let ack = ack.expand(sh.snd_una);
+                        sh.process_data_ack(ack);
+                    }
+                    if let Some(m) = d.mapping {
+                        if m.data_len == 0 {
+                            // An infinite mapping: the peer fell back (section 3.7).
+                            sh.fall_back("infinite mapping received");
+                            return;
+                        }
+                        let dsn = m.dsn.expand(sh.rx.next());
+                        let data_len = u32::from(m.data_len) - u32::from(d.data_fin);
+                        if d.data_fin {
+                            sh.peer_data_fin = Some(dsn + u64::from(data_len));
+                        }
+                        if data_len > 0 {
+                            let map = RxMap {
+                                ssn: self.st.irs + m.ssn.0,
+                                dsn,
+                                len: data_len,
+                                checksum: m.checksum,
+                                wire_len: m.data_len,
+                            };
+                            record_rx_map(&mut self.st.rx_maps, map, &mut sh.counters);
+                        }
+                    }
+                }
+                MptcpRepr::FastClose { receiver_key } => {
+                    if receiver_key == sh.local.key {
+                        sh.counters.mp_fastclose_rx += 1;
+                        sh.fastclose_rx = true;
+                    } else {
+                        sh.counters.mp_fastclose_bad_key += 1;
+                    }
+                }
+                MptcpRepr::TcpRst(_) => sh.counters.mp_rst_rx += 1,
+                MptcpRepr::Fail { .. } => sh.counters.mp_fail_rx += 1,
+                _ => {}
+            }
+        }
+        // RFC 8684 section 3.1: a third ACK without MP_CAPABLE means a middlebox stripped it.
+        if sh.role == Role::Server && !sh.confirmed && !any_mptcp && f.ack() {
+            sh.fall_back("third ACK without MP_CAPABLE");
+        }
+    }
+}
+
+fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters) {
+    if let Some(known) = maps.iter().find(|m| m.ssn == map.ssn) {
+        if known.dsn != map.dsn || known.len != map.len {
+            counters.dss_not_matching += 1;
+        }
+        return;
+    }
+    let pos = maps
+        .iter()
+        .position(|m| m.ssn.distance_from(map.ssn) > 0)
+        .unwrap_or(maps.len());
+    maps.insert(pos, map);
+}
+
+/// An MPTCP connection (see the module docs).
+#[derive(Debug)]
+pub struct MptcpConnection {
+    sh: Shared,
+    subflows: Vec<Subflow>,
+    max_mapping: usize,
+    scratch: Vec<u8>,
+    /// Retransmission of a DATA_FIN that no data segment carries (it rides on pure ACKs).
+    fin_timer: Option<Instant>,
+    fin_backoff: u32,
+}
+
+impl MptcpConnection {
+    fn new(role: Role, mode: Mode, cfg: &MptcpConfig, key: u64, tcp: Connection) -> Self {
+        let iss = tcp.iss();
+        MptcpConnection {
+            sh: Shared {
+                role,
+                mode,
+                fallback_reason: None,
+                checksum: cfg.checksum,
+                local: KeyMaterial::from_key(key),
+                remote: None,
+                confirmed: false,
+                rx: Reassembly::new(Dsn(0), cfg.rx_buffer),
+                peer_data_fin: None,
+                data_fin_received: false,
+                tx: Ring::new(cfg.tx_buffer),
+                snd_una: Dsn(0),
+                snd_nxt: Dsn(0),
+                fin_queued: false,
+                data_fin_acked: false,
+                fastclose_tx: false,
+                fastclose_rx: false,
+                data_fin_signalled: false,
+                mp_fail_tx: None,
+                reset: false,
+                counters: Counters::default(),
+            },
+            subflows: vec![Subflow {
+                tcp,
+                st: SubflowState {
+                    iss,
+                    irs: TcpSeq(0),
+                    next_tag: 0,
+                    tx_maps: VecDeque::new(),
+                    rx_maps: VecDeque::new(),
+                },
+            }],
+            max_mapping: cfg.max_mapping.clamp(1, 65_534),
+            scratch: Vec::new(),
+            fin_timer: None,
+            fin_backoff: 0,
+        }
+    }
+
+    /// Active open. With MPTCP off the connection is plain TCP from the start.
+    pub fn connect(cfg: &MptcpConfig, key: u64, tcp: Connection) -> Self {
+        let mode = if cfg.enabled {
+            Mode::Pending
+        } else {
+            Mode::Fallback
+        };
+        let mut c = Self::new(Role::Client, mode, cfg, key, tcp);
+        if !cfg.enabled {
+            c.sh.fallback_reason = Some("MPTCP disabled");
+        }
+        c.init_send_side();
+        c
+    }
+
+    /// Passive open from a SYN: MPTCP if the SYN offered MP_CAPABLE v1 and MPTCP is on.
+    pub fn accept(cfg: &MptcpConfig, key: u64, tcp: Connection, syn: &TcpSegment<'_>) -> Self {
+        let offered = syn.options.mptcp.iter().find_map(|o| match o {
+            MptcpRepr::Capable(c) => Some(*c),
+            _ => None,
+        });
+        let (mode, reason, peer_checksum) = match offered {
+            _ if !cfg.enabled => (Mode::Fallback, Some("MPTCP disabled"), false),
+            Some(CapableRepr {
+                version: 1,
+                flags,
+                keys: CapableKeys::None,
+            }) if flags.hmac_sha256() => (Mode::Mptcp, None, flags.checksum()),
+            Some(_) => (
+                Mode::Fallback,
+                Some("unsupported MP_CAPABLE version or flags"),
+                false,
+            ),
+            None => (Mode::Fallback, Some("SYN without MP_CAPABLE"), false),
+        };
+        let mut c = Self::new(Role::Server, mode, cfg, key, tcp);
+        c.sh.fallback_reason = reason;
+        c.sh.checksum |= peer_checksum;
+        if offered.is_some() {
+            c.sh.counters.mp_capable_syn_rx += 1;
+        }
+        c.subflows[0].st.irs = syn.seq;
+        c.init_send_side();
+        c
+    }
+
+    fn init_send_side(&mut self) {
+        // Our data starts at IDSN + 1 (section 3.3); in plain TCP the numbers are only ours.
+        let start = self.sh.local.idsn + 1;
+        self.sh.snd_una = start;
+        self.sh.snd_nxt = start;
+    }
+
+    // ---- accessors ----------------------------------------------------------------------------
+
+    /// Whether MPTCP is in use, pending, or the connection is plain TCP.
+    pub fn mode(&self) -> Mode {
+        self.sh.mode
+    }
+    /// Why the connection is plain TCP, if it is.
+    pub fn fallback_reason(&self) -> Option<FallbackReason> {
+        self.sh.fallback_reason
+    }
+    /// Whether DSS checksums are in use.
+    pub fn checksum(&self) -> bool {
+        self.sh.checksum
+    }
+    /// Our key material.
+    pub fn local_key(&self) -> KeyMaterial {
+        self.sh.local
+    }
+    /// The peer's key material, once known.
+    pub fn remote_key(&self) -> Option<KeyMaterial> {
+        self.sh.remote
+    }
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.sh.counters
+    }
+    /// The subflows.
+    pub fn subflows(&self) -> &[Subflow] {
+        &self.subflows
+    }
+    /// The initial subflow's TCP connection.
+    pub fn primary(&self) -> &Connection {
+        &self.subflows[0].tcp
+    }
+    /// The data-level DATA_ACK we send (next DSN expected).
+    pub fn data_ack(&self) -> Dsn {
+        self.sh.rx.next()
+    }
+    /// The first DSN not yet acknowledged by the peer.
+    pub fn snd_una(&self) -> Dsn {
+        self.sh.snd_una
+    }
+
+    /// Whether the handshake completed.
+    pub fn is_established(&self) -> bool {
+        self.subflows[0].tcp.state().is_synchronized()
+    }
+
+    /// Whether every subflow is closed.
+    pub fn is_closed(&self) -> bool {
+        self.subflows.iter().all(|s| s.tcp.is_closed())
+    }
+
+    /// Why the connection failed, if it did.
+    pub fn error(&self) -> Option<tcp::ConnError> {
+        if self.sh.fastclose_rx || self.sh.reset {
+            return Some(tcp::ConnError::Reset);
+        }
+        self.subflows[0].tcp.error()
+    }
+
+    // ---- application side ----------------------------------------------------------------------
+
+    /// Whether the application may still send.
+    pub fn can_send(&self) -> bool {
+        !self.sh.fin_queued && !self.sh.fastclose_tx && self.subflows[0].tcp.can_send()
+    }
+
+    /// Room in the connection-level send buffer.
+    pub fn send_capacity(&self) -> usize {
+        if self.can_send() {
+            self.sh.tx.free()
+        } else {
+            0
+        }
+    }
+
+    /// Bytes queued and not yet acknowledged at the data level.
+    pub fn send_queue(&self) -> usize {
+        self.sh.tx.len()
+    }
+
+    /// Queue data; returns how much was taken.
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        if !self.can_send() {
+            return 0;
+        }
+        let n = self.sh.tx.push(data);
+        self.push_data();
+        n
+    }
+
+    /// Bytes ready to read.
+    pub fn recv_available(&self) -> usize {
+        let direct = if self.sh.mode == Mode::Fallback {
+            self.subflows[0].tcp.recv_available()
+        } else {
+            0
+        };
+        self.sh.rx.available() + direct
+    }
+
+    /// Read in-order data.
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = self.sh.rx.read(buf);
+        if self.sh.mode == Mode::Fallback {
+            // Plain TCP reads straight from the subflow (after anything reassembled before the
+            // fallback), so its window is the application's.
+            n += self.subflows[0].tcp.recv(&mut buf[n..]);
+        } else if n > 0 {
+            // Room opened in the data-level buffer: pull what the subflows hold.
+            self.pull_data();
+        }
+        n
+    }
+
+    /// Whether the peer closed the stream (DATA_FIN, or FIN in plain TCP) and all was read.
+    pub fn recv_finished(&self) -> bool {
+        let fin = match self.sh.mode {
+            Mode::Fallback => self.sh.data_fin_received || self.subflows[0].tcp.recv_finished(),
+            _ => self.sh.data_fin_received,
+        };
+        fin && self.recv_available() == 0
+    }
+
+    /// Close our direction: a DATA_FIN follows the queued data.
+    pub fn close(&mut self) {
+        self.sh.fin_queued = true;
+        if self.sh.mode == Mode::Pending && !self.subflows[0].tcp.state().is_synchronized() {
+            self.subflows[0].tcp.close();
+        }
+        self.push_data();
+    }
+
+    /// Abort: MP_FASTCLOSE (in MPTCP) on an RST, and the connection is gone.
+    pub fn abort(&mut self) {
+        if self.sh.mode == Mode::Mptcp && self.sh.remote.is_some() {
+            self.sh.fastclose_tx = true;
+        }
+        for s in &mut self.subflows {
+            s.tcp.abort();
+        }
+    }
+
+    // ---- packet side ---------------------------------------------------------------------------
+
+    /// A segment for subflow `i`.
+    pub fn handle_segment(&mut self, i: usize, now: Instant, seg: &TcpSegment<'_>) {
+        let Some(sub) = self.subflows.get_mut(i) else {
+            return;
+        };
+        sub.tcp.handle_segment(
+            now,
+            seg,
+            &mut SubflowHooks {
+                sh: &mut self.sh,
+                st: &mut sub.st,
+            },
+        );
+        if self.sh.fastclose_rx {
+            // RFC 8684 section 3.5: the receiver of a valid MP_FASTCLOSE resets every subflow.
+            for s in &mut self.subflows {
+                s.tcp.abort();
+            }
+            return;
+        }
+        self.pull_data();
+        self.push_data();
+        self.maybe_close_subflows();
+        self.arm_fin_timer(now);
+    }
+
+    /// Run timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for s in &mut self.subflows {
+            if s.tcp.poll_timeout().is_some_and(|t| t <= now) {
+                s.tcp.handle_timeout(now);
+            }
+        }
+        if self.fin_timer.is_some_and(|t| t <= now) {
+            // Send the DATA_FIN again on an ACK, backing off like an RTO.
+            self.fin_timer = None;
+            self.fin_backoff = (self.fin_backoff + 1).min(6);
+            for s in &mut self.subflows {
+                s.tcp.request_ack();
+            }
+        }
+        self.push_data();
+        self.maybe_close_subflows();
+        self.arm_fin_timer(now);
+    }
+
+    fn arm_fin_timer(&mut self, now: Instant) {
+        let pending = self.sh.mode == Mode::Mptcp
+            && self.sh.data_fin_dsn().is_some()
+            && !self.sh.data_fin_acked;
+        if !pending {
+            self.fin_timer = None;
+        } else if self.fin_timer.is_none() {
+            let rto = self.subflows[0].tcp.rto();
+            self.fin_timer = Some(now + rto * (1u32 << self.fin_backoff));
+        }
+    }
+
+    /// The earliest timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.subflows
+            .iter()
+            .filter_map(|s| s.tcp.poll_timeout())
+            .chain(self.fin_timer)
+            .min()
+    }
+
+    /// Whether our direction is closed and acknowledged (DATA_FIN acked; in plain TCP, FIN).
+    pub fn send_finished(&self) -> bool {
+        if !self.sh.fin_queued {
+            return false;
+        }
+        match self.sh.mode {
+            Mode::Mptcp => self.sh.data_fin_acked && self.sh.tx.is_empty(),
+            _ => {
+                let c = &self.subflows[0].tcp;
+                c.send_queue() == 0
+                    && matches!(c.state(), State::FinWait2 | State::TimeWait | State::Closed)
+                    && c.error().is_none()
+            }
+        }
+    }
+
+    /// Whether a subflow has something to send now.
+    pub fn wants_to_transmit(&self) -> bool {
+        self.subflows.iter().any(|s| s.tcp.wants_to_transmit())
+    }
+
+    /// The next packet of any subflow.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.arm_fin_timer(now);
+        for sub in &mut self.subflows {
+            if !sub.tcp.wants_to_transmit() {
+                continue;
+            }
+            if let Some(n) = sub.tcp.poll_transmit(
+                now,
+                buf,
+                &mut SubflowHooks {
+                    sh: &mut self.sh,
+                    st: &mut sub.st,
+                },
+            ) {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    /// Move data from the connection-level send buffer into subflows, as mappings.
+    fn push_data(&mut self) {
+        let sub = &mut self.subflows[0];
+        if !sub.tcp.state().is_synchronized() && sub.tcp.state() != State::SynSent {
+            return;
+        }
+        // Forget mappings the subflow has fully delivered: the chunks still in its send
+        // buffer are the last ones, so pop from the front while the rest cover it.
+        let pending = sub.tcp.send_queue();
+        let mut queued: usize = sub.st.tx_maps.iter().map(|m| usize::from(m.len)).sum();
+        while let Some(front) = sub.st.tx_maps.front() {
+            let len = usize::from(front.len);
+            if queued - len < pending {
+                break;
+            }
+            queued -= len;
+            sub.st.tx_maps.pop_front();
+        }
+        let sh = &mut self.sh;
+        if sh.mode == Mode::Pending {
+            return;
+        }
+        loop {
+            let mapped = sh.snd_nxt.distance_from(sh.snd_una) as usize;
+            let unmapped = sh.tx.len().saturating_sub(mapped);
+            let room = sub.tcp.send_capacity();
+            if unmapped == 0 || room == 0 {
+                break;
+            }
+            let capable = sh.mode == Mode::Mptcp
+                && sh.role == Role::Client
+                && !sh.confirmed
+                && sub.st.next_tag == 0;
+            let mut len = unmapped.min(room).min(self.max_mapping);
+            if capable {
+                // MP_CAPABLE with data describes one segment's worth.
+                len = len.min(sub.tcp.mss());
+            } else if sh.mode == Mode::Mptcp && sh.role == Role::Client && !sh.confirmed {
+                // Further data waits for the server's DSS: its mappings would need a DSS.
+                break;
+            }
+            if self.scratch.len() < len {
+                self.scratch.resize(len, 0);
+            }
+            let data = &mut self.scratch[..len];
+            sh.tx.read_at(mapped, data);
+            if sh.mode == Mode::Fallback {
+                // In plain TCP the subflow's ACKs are the data ACKs: bytes handed to it are done
+                // at this level (including any mapped before the fallback, which the subflow
+                // still holds and delivers).
+                sh.tx.consume(mapped);
+                sh.snd_una = sh.snd_nxt;
+                sh.tx.read_at(0, data);
+                let n = sub.tcp.send(data);
+                sh.tx.consume(n);
+                sh.snd_nxt = sh.snd_nxt + n as u64;
+                sh.snd_una = sh.snd_nxt;
+                if n < len {
+                    break;
+                }
+                continue;
+            }
+            let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
+            let checksum = sh.checksum.then(|| {
+                let mut c = DssChecksum::new(sh.snd_nxt, ssn_rel, len as u16);
+                c.update(data);
+                c.finish()
+            });
+            let tag = sub.st.next_tag;
+            if !sub.tcp.send_chunk(data, tag) {
+                break;
+            }
+            sub.st.next_tag += 1;
+            sub.st.tx_maps.push_back(TxMap {
+                tag,
+                dsn: sh.snd_nxt,
+                len: len as u16,
+                checksum,
+                capable,
+            });
+            sh.snd_nxt = sh.snd_nxt + len as u64;
+        }
+        // A DATA_FIN rides on an ACK once every byte is mapped (plain TCP: the FIN).
+        if sh.fin_queued {
+            if sh.mode == Mode::Fallback {
+                if sh.tx.is_empty() {
+                    sub.tcp.close();
+                }
+            } else if sh.data_fin_dsn().is_some() && !sh.data_fin_acked && !sh.data_fin_signalled {
+                sh.data_fin_signalled = true;
+                sub.tcp.request_ack();
+            }
+        }
+    }
+
+    /// Move data from subflows into the connection-level reassembly, through their mappings.
+    fn pull_data(&mut self) {
+        let sh = &mut self.sh;
+        let subflows = self.subflows.len();
+        for sub in &mut self.subflows {
+            loop {
+                let avail = sub.tcp.recv_available();
+                if avail == 0 {
+                    break;
+                }
+                let seq = sub.tcp.recv_seq();
+                if sh.mode != Mode::Mptcp {
+                    // Plain TCP: the application reads the subflow directly.
+                    break;
+                }
+                while sub
+                    .st
+                    .rx_maps
+                    .front()
+                    .is_some_and(|m| (m.ssn + m.len).distance_from(seq) <= 0)
+                {
+                    sub.st.rx_maps.pop_front();
+                }
+                let Some(map) = sub
+                    .st
+                    .rx_maps
+                    .front()
+                    .copied()
+                    .filter(|m| m.ssn.distance_from(seq) <= 0)
+                else {
+                    // Data with no mapping. On the only subflow, before any data-level
+                    // delivery problem, this is a middlebox that strips options: fall back
+                    // (RFC 8684 section 3.7) and carry on with the stream.
+                    if subflows == 1 && sub.st.rx_maps.is_empty() {
+                        sh.fall_back("data without a DSS mapping");
+                        continue;
+                    }
+                    // Bytes before the next mapping: unmapped, cannot be delivered.
+                    let skip = sub.st.rx_maps.front().map_or(avail, |m| {
+                        (m.ssn.distance_from(seq).max(0) as usize).min(avail)
+                    });
+                    sub.tcp.recv_consume(skip);
+                    continue;
+                };
+                let offset = seq.distance_from(map.ssn) as usize;
+                let remaining = map.len as usize - offset;
+                let n = if map.checksum.is_some() {
+                    // The whole mapping must be here to verify it before delivery.
+                    if offset != 0 || avail < remaining {
+                        break;
+                    }
+                    remaining
+                } else {
+                    remaining.min(avail)
+                };
+                if self.scratch.len() < n {
+                    self.scratch.resize(n, 0);
+                }
+                let got = sub.tcp.recv_peek(0, &mut self.scratch[..n]);
+                let data = &self.scratch[..got];
+                if let Some(csum) = map.checksum {
+                    let ssn_rel = Ssn(map.ssn.distance_from(sub.st.irs) as u32);
+                    let mut c = DssChecksum::new(map.dsn, ssn_rel, map.wire_len);
+                    c.update(data);
+                    if !c.verify(csum) {
+                        // RFC 8684 section 3.7: never deliver it; MP_FAIL tells the peer.
+                        sh.counters.data_csum_err += 1;
+                        sh.mp_fail_tx = Some(map.dsn);
+                        sh.reset = true;
+                        sub.tcp.recv_consume(got);
+                        sub.tcp.request_ack();
+                        sub.st.rx_maps.pop_front();
+                        continue;
+                    }
+                }
+                let dsn = map.dsn + offset as u64;
+                let res = sh.rx.insert(dsn, data);
+                sh.counters.duplicate_data += res.duplicate as u64;
+                let taken = res.stored + res.duplicate;
+                sub.tcp.recv_consume(taken);
+                if res.beyond_window > 0 {
+                    // The data-level buffer is full: leave the rest in the subflow.
+                    break;
+                }
+            }
+        }
+        if !sh.data_fin_received && sh.peer_data_fin.is_some_and(|f| f == sh.rx.next()) {
+            sh.rx.advance_for_fin();
+            sh.data_fin_received = true;
+            for s in &mut self.subflows {
+                s.tcp.request_ack();
+            }
+        }
+    }
+
+    /// After both DATA_FINs, subflows close with TCP FINs (section 3.3.3).
+    fn maybe_close_subflows(&mut self) {
+        if self.sh.mode == Mode::Fallback || self.sh.reset {
+            if self.sh.reset {
+                for s in &mut self.subflows {
+                    if !s.tcp.is_closed() && s.tcp.state() != State::Closed {
+                        s.tcp.abort();
+                    }
+                }
+            }
+            return;
+        }
+        if self.sh.data_fin_acked && self.sh.data_fin_received {
+            for s in &mut self.subflows {
+                if matches!(s.tcp.state(), State::Established | State::CloseWait) {
+                    s.tcp.close();
+                }
+            }
+        }
+        // The peer closed the subflow after its DATA_FIN: answer with ours once our data is
+        // acknowledged.
+        for s in &mut self.subflows {
+            if s.tcp.state() == State::CloseWait && self.sh.data_fin_acked {
+                s.tcp.close();
+            }
+        }
+    }
+
+    /// The 4-tuple of subflow `i`.
+    pub fn subflow_addrs(&self, i: usize) -> Option<(SocketAddr, SocketAddr)> {
+        self.subflows
+            .get(i)
+            .map(|s| (s.tcp.local(), s.tcp.remote()))
+    }
+}

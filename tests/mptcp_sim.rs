@@ -1,0 +1,442 @@
+//! The MPTCP connection layer between two endpoints of the stack over the simulator: the
+//! MP_CAPABLE handshake, DSS mappings and DATA_ACKs under loss and reordering, DATA_FIN, DSS
+//! checksums catching corruption that TCP accepts, fallback to TCP in each way the RFC lists,
+//! and MP_FASTCLOSE. Every byte the application receives is checked.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
+use mptcp_stack::mptcp::Mode;
+use mptcp_stack::node::{Duration, Instant};
+use mptcp_stack::sim::{
+    Harness, LinkConfig, Middlebox, Network, PathConfig, Side, corrupt_payload, seed_from_env,
+    strip_tcp_option,
+};
+use mptcp_stack::wire::IpSegment;
+
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 101, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
+const PORT: u16 = 5201;
+
+fn link(rate_mbit: u64, delay_ms: u64) -> LinkConfig {
+    let rate = rate_mbit * 1_000_000;
+    let bdp = rate / 8 * (2 * delay_ms) / 1000;
+    LinkConfig::ideal(Duration::from_millis(delay_ms)).with_rate(rate, Some(bdp.max(64 * 1500)))
+}
+
+struct Run {
+    h: Harness<Endpoint, Endpoint>,
+    ca: ConnectionHandle,
+    cb: Option<ConnectionHandle>,
+}
+
+fn start(
+    cfg_a: EndpointConfig,
+    cfg_b: EndpointConfig,
+    addrs: (IpAddr, IpAddr),
+    fwd: LinkConfig,
+    rev: LinkConfig,
+    seed: u64,
+) -> Run {
+    let (a_addr, b_addr) = addrs;
+    let net = Network::new(seed, vec![PathConfig::asymmetric(a_addr, b_addr, fwd, rev)]);
+    let mut a = Endpoint::new(EndpointConfig { seed: 11, ..cfg_a });
+    let mut b = Endpoint::new(EndpointConfig { seed: 22, ..cfg_b });
+    a.add_address(a_addr);
+    b.add_address(b_addr);
+    b.listen(PORT);
+    let mut h = Harness::new(net, a, b);
+    let ca = h
+        .node_a_mut()
+        .connect(SocketAddr::new(a_addr, 0), SocketAddr::new(b_addr, PORT))
+        .unwrap();
+    Run { h, ca, cb: None }
+}
+
+/// Move `total` bytes A -> B (and B -> A if `both_ways`), checking each byte; both sides close.
+fn transfer(run: &mut Run, total: usize, both_ways: bool, limit: Duration) {
+    let ca = run.ca;
+    let mut cb = run.cb;
+    let mut sent = [0usize; 2];
+    let mut recvd = [0usize; 2];
+    let mut closed = [false; 2];
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = run.h.now() + limit;
+    let outcome = run.h.run_until(
+        |a, b, _| {
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(h) = ev {
+                    cb = Some(h);
+                }
+            }
+            while a.poll_event().is_some() {}
+            let Some(cb) = cb else { return false };
+            for dir in 0..2 {
+                let (tx, txh, rx, rxh) = if dir == 0 {
+                    (&mut *a, ca, &mut *b, cb)
+                } else {
+                    (&mut *b, cb, &mut *a, ca)
+                };
+                let want = if dir == 0 || both_ways { total } else { 0 };
+                while sent[dir] < want {
+                    let n = (want - sent[dir]).min(buf.len()).min(tx.send_capacity(txh));
+                    if n == 0 {
+                        break;
+                    }
+                    for (i, x) in buf[..n].iter_mut().enumerate() {
+                        *x = ((sent[dir] + i) % 251) as u8;
+                    }
+                    sent[dir] += tx.send(txh, &buf[..n]).unwrap();
+                }
+                if sent[dir] == want
+                    && !closed[dir]
+                    && tx
+                        .connection(txh)
+                        .is_some_and(|c| c.state().is_synchronized())
+                {
+                    tx.close(txh).unwrap();
+                    closed[dir] = true;
+                }
+                loop {
+                    let n = rx.recv(rxh, &mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    if let Some(i) = buf[..n]
+                        .iter()
+                        .enumerate()
+                        .position(|(i, &x)| x != ((recvd[dir] + i) % 251) as u8)
+                    {
+                        panic!("direction {dir}: corrupt byte at offset {}", recvd[dir] + i);
+                    }
+                    recvd[dir] += n;
+                }
+            }
+            b.recv_finished(cb) && a.recv_finished(ca) && a.send_finished(ca) && b.send_finished(cb)
+        },
+        deadline,
+    );
+    run.cb = cb;
+    if !outcome.is_satisfied() {
+        for (name, node, h) in [("A", run.h.node_a(), Some(ca)), ("B", run.h.node_b(), cb)] {
+            if let Some(c) = h.and_then(|h| node.mptcp(h)) {
+                let t = c.primary();
+                eprintln!(
+                    "{name}: mode {:?} snd_una {:?} data_ack {:?} queue {} counters {:?}\n   tcp {:?} una {:?} nxt {:?} cwnd {} wnd {} stats {:?}",
+                    c.mode(),
+                    c.snd_una(),
+                    c.data_ack(),
+                    c.send_queue(),
+                    c.counters(),
+                    t.state(),
+                    t.snd_una(),
+                    t.snd_nxt(),
+                    t.cwnd(),
+                    t.peer_window(),
+                    t.stats()
+                );
+            }
+        }
+    }
+    assert!(
+        outcome.is_satisfied(),
+        "transfer did not finish ({outcome:?}): {recvd:?} of {total}"
+    );
+    assert_eq!(recvd[0], total);
+    assert_eq!(recvd[1], if both_ways { total } else { 0 });
+}
+
+fn mode(run: &Run, side: Side) -> (Mode, Option<&'static str>) {
+    let (node, h) = match side {
+        Side::A => (run.h.node_a(), run.ca),
+        Side::B => (run.h.node_b(), run.cb.expect("accepted")),
+    };
+    let c = node.mptcp(h).unwrap();
+    (c.mode(), c.fallback_reason())
+}
+
+#[test]
+fn mp_capable_handshake_exchanges_keys_and_both_sides_speak_mptcp() {
+    let mut run = start(
+        EndpointConfig::default(),
+        EndpointConfig::default(),
+        (A, B),
+        link(50, 10),
+        link(50, 10),
+        seed_from_env(1),
+    );
+    transfer(&mut run, 100_000, true, Duration::from_secs(10));
+    let a = run.h.node_a().mptcp(run.ca).unwrap();
+    let b = run.h.node_b().mptcp(run.cb.unwrap()).unwrap();
+    assert_eq!((a.mode(), b.mode()), (Mode::Mptcp, Mode::Mptcp));
+    assert_eq!(a.remote_key().unwrap().key, b.local_key().key);
+    assert_eq!(b.remote_key().unwrap().key, a.local_key().key);
+    assert_eq!(a.counters().mp_capable_synack_rx, 1);
+    assert_eq!(b.counters().mp_capable_syn_rx, 1);
+    assert_eq!(b.counters().mp_capable_ack_rx, 1);
+    // Both directions ended with DATA_FIN: the data-level ACKs cover IDSN + 1 + data + 1.
+    assert_eq!(a.data_ack(), b.local_key().idsn + 1 + 100_000 + 1);
+    assert_eq!(b.data_ack(), a.local_key().idsn + 1 + 100_000 + 1);
+    assert!(!a.checksum());
+}
+
+#[test]
+fn data_survives_loss_reordering_and_duplication_at_the_data_level() {
+    for (i, checksum) in [false, true].into_iter().enumerate() {
+        let mut cfg = EndpointConfig::default();
+        cfg.mptcp.checksum = checksum;
+        let fwd = link(50, 10)
+            .with_loss(0.02)
+            .with_reorder(0.02, Duration::from_millis(2))
+            .with_duplicate(0.01);
+        let rev = link(50, 10).with_loss(0.02).with_duplicate(0.01);
+        let mut run = start(
+            cfg,
+            EndpointConfig::default(),
+            (A, B),
+            fwd,
+            rev,
+            seed_from_env(10 + i as u64),
+        );
+        transfer(&mut run, 3_000_000, true, Duration::from_secs(300));
+        let b = run.h.node_b().mptcp(run.cb.unwrap()).unwrap();
+        assert_eq!(b.mode(), Mode::Mptcp);
+        // The client asked for checksums: the server uses them too (either A flag turns them on).
+        assert_eq!(b.checksum(), checksum);
+        assert_eq!(b.counters().data_csum_err, 0);
+        assert!(b.counters().dss_rx > 0);
+    }
+}
+
+#[test]
+fn ipv6_mptcp_transfer() {
+    let a6 = IpAddr::V6("2001:db8:101::1".parse::<Ipv6Addr>().unwrap());
+    let b6 = IpAddr::V6("2001:db8:1::2".parse::<Ipv6Addr>().unwrap());
+    let mut run = start(
+        EndpointConfig::default(),
+        EndpointConfig::default(),
+        (a6, b6),
+        link(50, 10).with_loss(0.01),
+        link(50, 10),
+        seed_from_env(3),
+    );
+    transfer(&mut run, 2_000_000, false, Duration::from_secs(120));
+    assert_eq!(mode(&run, Side::A).0, Mode::Mptcp);
+}
+
+#[test]
+fn a_server_without_mptcp_makes_the_client_fall_back_and_the_stream_goes_on() {
+    let mut plain = EndpointConfig::default();
+    plain.mptcp.enabled = false;
+    let mut run = start(
+        EndpointConfig::default(),
+        plain,
+        (A, B),
+        link(20, 10).with_loss(0.01),
+        link(20, 10),
+        seed_from_env(4),
+    );
+    transfer(&mut run, 1_000_000, true, Duration::from_secs(120));
+    assert_eq!(
+        mode(&run, Side::A),
+        (Mode::Fallback, Some("SYN/ACK without MP_CAPABLE"))
+    );
+    assert_eq!(
+        mode(&run, Side::B),
+        (Mode::Fallback, Some("MPTCP disabled"))
+    );
+}
+
+fn strip_mptcp_when(mut cond: impl FnMut(Side, &IpSegment<'_>) -> bool + 'static) -> Middlebox {
+    Box::new(move |side, buf, len| {
+        let strip = IpSegment::parse(&buf[..len]).is_ok_and(|seg| cond(side, &seg));
+        if strip {
+            strip_tcp_option(&mut buf[..len], 30);
+        }
+        Some(len)
+    })
+}
+
+#[test]
+fn option_30_stripped_from_the_syn_means_plain_tcp_for_both() {
+    let mut run = start(
+        EndpointConfig::default(),
+        EndpointConfig::default(),
+        (A, B),
+        link(20, 10),
+        link(20, 10),
+        seed_from_env(5),
+    );
+    run.h.set_middlebox(strip_mptcp_when(|_, seg| {
+        seg.tcp.flags.syn() && !seg.tcp.flags.ack()
+    }));
+    transfer(&mut run, 500_000, true, Duration::from_secs(60));
+    assert_eq!(
+        mode(&run, Side::B),
+        (Mode::Fallback, Some("SYN without MP_CAPABLE"))
+    );
+    assert_eq!(
+        mode(&run, Side::A),
+        (Mode::Fallback, Some("SYN/ACK without MP_CAPABLE"))
+    );
+}
+
+#[test]
+fn option_30_stripped_from_the_third_ack_makes_the_server_fall_back() {
+    let mut run = start(
+        EndpointConfig::default(),
+        EndpointConfig::default(),
+        (A, B),
+        link(20, 10),
+        link(20, 10),
+        seed_from_env(6),
+    );
+    // Strip MPTCP from every segment A sends after its SYN: the server never sees the keys.
+    run.h.set_middlebox(strip_mptcp_when(|side, seg| {
+        side == Side::A && !seg.tcp.flags.syn()
+    }));
+    transfer(&mut run, 500_000, true, Duration::from_secs(60));
+    assert_eq!(
+        mode(&run, Side::B),
+        (Mode::Fallback, Some("third ACK without MP_CAPABLE"))
+    );
+    // The client sees data without mappings from the server and follows.
+    assert_eq!(mode(&run, Side::A).0, Mode::Fallback);
+}
+
+#[test]
+fn a_corrupted_payload_that_tcp_accepts_is_caught_by_the_dss_checksum() {
+    let mut cfg = EndpointConfig::default();
+    cfg.mptcp.checksum = true;
+    let mut run = start(
+        cfg,
+        EndpointConfig::default(),
+        (A, B),
+        link(20, 10),
+        link(20, 10),
+        seed_from_env(8),
+    );
+    // Corrupt one byte of the 30th data segment A sends, fixing the TCP checksum up.
+    let mut data_segments = 0;
+    run.h.set_middlebox(Box::new(move |side, buf, len| {
+        if side == Side::A && IpSegment::parse(&buf[..len]).is_ok_and(|s| !s.tcp.payload.is_empty())
+        {
+            data_segments += 1;
+            if data_segments == 30 {
+                corrupt_payload(&mut buf[..len], 100, 0x20);
+            }
+        }
+        Some(len)
+    }));
+    let ca = run.ca;
+    let data: Vec<u8> = (0..2_000_000usize).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    let mut cb = None;
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let outcome = run.h.run_until(
+        |a, b, _| {
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(h) = ev {
+                    cb = Some(h);
+                }
+            }
+            if sent < data.len()
+                && let Ok(n) = a.send(ca, &data[sent..])
+            {
+                sent += n;
+            }
+            if let Some(cb) = cb {
+                while let Ok(n) = b.recv(cb, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    received.extend_from_slice(&buf[..n]);
+                }
+                return b.mptcp(cb).is_some_and(|c| c.is_closed());
+            }
+            false
+        },
+        Instant::from_secs(60),
+    );
+    assert!(outcome.is_satisfied(), "{outcome:?}");
+    let b = run.h.node_b().mptcp(cb.unwrap()).unwrap();
+    eprintln!(
+        "B: {:?} {:?} err {:?} received {} tcp {:?} {:?}",
+        b.mode(),
+        b.counters(),
+        b.error(),
+        received.len(),
+        b.primary().state(),
+        b.primary().error()
+    );
+    assert_eq!(b.counters().mp_fail_tx, 1);
+    // Nothing corrupt reached the application: what arrived is a clean prefix.
+    assert!(received.len() < data.len());
+    assert_eq!(received[..], data[..received.len()]);
+}
+
+#[test]
+fn abort_sends_mp_fastclose_and_the_peer_resets() {
+    let mut run = start(
+        EndpointConfig::default(),
+        EndpointConfig::default(),
+        (A, B),
+        link(20, 10),
+        link(20, 10),
+        seed_from_env(9),
+    );
+    transfer_some(&mut run);
+    let ca = run.ca;
+    run.h.node_a_mut().abort(ca).unwrap();
+    let cb = run.cb.unwrap();
+    let outcome = run.h.run_until(
+        |_, b, _| b.mptcp(cb).is_some_and(|c| c.is_closed()),
+        Instant::from_secs(30),
+    );
+    assert!(outcome.is_satisfied());
+    let b = run.h.node_b().mptcp(cb).unwrap();
+    assert_eq!(b.counters().mp_fastclose_rx, 1);
+    assert_eq!(b.error(), Some(mptcp_stack::tcp::ConnError::Reset));
+    assert_eq!(
+        run.h.node_a().mptcp(ca).unwrap().counters().mp_fastclose_tx,
+        1
+    );
+}
+
+/// Establish and move a little data without closing.
+fn transfer_some(run: &mut Run) {
+    let ca = run.ca;
+    let mut cb = None;
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    let mut sent = false;
+    let outcome = run.h.run_until(
+        |a, b, _| {
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(h) = ev {
+                    cb = Some(h);
+                }
+            }
+            if !sent
+                && a.connection(ca)
+                    .is_some_and(|c| c.state().is_synchronized())
+            {
+                a.send(ca, &[1u8; 10_000]).unwrap();
+                sent = true;
+            }
+            if let Some(cb) = cb {
+                while let Ok(n) = b.recv(cb, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+            }
+            got == 10_000
+        },
+        Instant::from_secs(10),
+    );
+    assert!(outcome.is_satisfied());
+    run.cb = cb;
+}
