@@ -11,10 +11,12 @@
 //! - Data is cut into mappings (at most 64 KiB) that the subflow engine never splits across
 //!   segments of another mapping; a retransmitted segment carries its original mapping. Every
 //!   segment carries a DATA_ACK (8 bytes); received 4-byte DSNs and DATA_ACKs are expanded.
-//! - With checksums, a mapping is delivered only after its checksum verified; a bad checksum
-//!   is counted (`DataCsumErr`), answered with MP_FAIL, and the connection is reset rather
-//!   than corrupt the stream (RFC 8684 section 3.7's infinite-mapping recovery is not yet
-//!   implemented).
+//! - With checksums, a mapping is delivered only after its checksum verified. A bad checksum
+//!   on the only subflow (section 3.7) is counted (`DataCsumErr`), the mapping and everything
+//!   after it are discarded, and MP_FAIL names its DSN; the sender echoes MP_FAIL, sends an
+//!   infinite mapping at that DSN and resends the data from there as plain TCP, so the stream
+//!   continues intact. Where that is impossible (data reassembled out of order), the
+//!   connection is reset with MP_FAIL and MP_TCPRST rather than deliver corrupt data.
 //! - Fallback to TCP (section 3.7) when the SYN or SYN/ACK has no MP_CAPABLE, when the third
 //!   ACK has none, or when data arrives without any mapping on the only subflow: the stream
 //!   continues as plain TCP and nothing is lost. [`MptcpConnection::fallback_reason`] says why.
@@ -151,6 +153,8 @@ struct RxMap {
     checksum: Option<u16>,
     /// The data-level length as sent (data plus one for a DATA_FIN), for the checksum.
     wire_len: u16,
+    /// An infinite mapping (data-level length 0): from `ssn` on, the subflow is the stream.
+    infinite: bool,
 }
 
 /// The MPTCP side of one subflow.
@@ -207,6 +211,14 @@ struct Shared {
     /// The DATA_FIN was put on an ACK once; further copies come from the FIN timer.
     data_fin_signalled: bool,
     mp_fail_tx: Option<Dsn>,
+    /// Receiver: MP_FAIL sent for this DSN; subflow data is discarded until the infinite
+    /// mapping arrives.
+    awaiting_infinite: Option<Dsn>,
+    /// Sender: the peer's MP_FAIL asked for an infinite mapping at this DSN.
+    fail_requested: Option<Dsn>,
+    /// Sender: the infinite mapping (DSN) rides on the segment that starts at this subflow
+    /// sequence number, until the subflow acknowledges it.
+    infinite_tx: Option<(TcpSeq, Dsn)>,
     reset: bool,
     counters: Counters,
 }
@@ -282,7 +294,30 @@ impl Hooks for SubflowHooks<'_> {
         }
         let flags = CapableFlags::v1(sh.checksum, false);
         match sh.mode {
-            Mode::Fallback => return,
+            Mode::Fallback => {
+                // Section 3.7: the infinite mapping goes on the segment that starts where the
+                // plain-TCP stream resumes (a pure ACK there too), with the MP_FAIL echo.
+                if let Some((at, dsn)) = sh.infinite_tx
+                    && info.seq == at
+                {
+                    if let Some(d) = sh.mp_fail_tx.take() {
+                        let _ = options.mptcp.push(MptcpRepr::Fail { dsn: d });
+                    }
+                    let checksum = sh.checksum.then_some(0);
+                    let dss = DssRepr {
+                        data_ack: Some(DsnField::Long(sh.rx.next().0)),
+                        mapping: Some(DssMapping {
+                            dsn: DsnField::Long(dsn.0),
+                            ssn: Ssn(0),
+                            data_len: 0,
+                            checksum,
+                        }),
+                        data_fin: false,
+                    };
+                    let _ = options.mptcp.push(MptcpRepr::Dss(dss));
+                }
+                return;
+            }
             Mode::Pending => {
                 if f.syn() && !f.ack() {
                     let _ = options.mptcp.push(MptcpRepr::Capable(CapableRepr {
@@ -368,9 +403,9 @@ impl Hooks for SubflowHooks<'_> {
             });
             dss.data_fin = true;
         }
-        if let Some(dsn) = sh.mp_fail_tx.take() {
+        // While waiting for the infinite mapping, every segment repeats the MP_FAIL.
+        if let Some(dsn) = sh.awaiting_infinite {
             let _ = options.mptcp.push(MptcpRepr::Fail { dsn });
-            sh.counters.mp_fail_tx += 1;
         }
         let repr = MptcpRepr::Dss(dss);
         if options.room() >= crate::wire::tcp::padded(repr.buffer_len()) {
@@ -449,6 +484,7 @@ impl Hooks for SubflowHooks<'_> {
                             len: u32::from(data_len),
                             checksum,
                             wire_len: data_len,
+                            infinite: false,
                         };
                         record_rx_map(&mut self.st.rx_maps, map, &mut sh.counters);
                     }
@@ -464,9 +500,20 @@ impl Hooks for SubflowHooks<'_> {
                     }
                     if let Some(m) = d.mapping {
                         if m.data_len == 0 {
-                            // An infinite mapping: the peer fell back (section 3.7).
-                            sh.fall_back("infinite mapping received");
-                            return;
+                            // An infinite mapping (section 3.7): from this segment on the
+                            // subflow is the stream. Linux writes subflow sequence 0 in it, so
+                            // its start is the segment that carries it.
+                            let map = RxMap {
+                                ssn: seg.seq,
+                                dsn: m.dsn.expand(sh.rx.next()),
+                                len: 0,
+                                checksum: None,
+                                wire_len: 0,
+                                infinite: true,
+                            };
+                            self.st.rx_maps.retain(|r| r.ssn.distance_from(seg.seq) < 0);
+                            self.st.rx_maps.push_back(map);
+                            continue;
                         }
                         let dsn = m.dsn.expand(sh.rx.next());
                         let data_len = u32::from(m.data_len) - u32::from(d.data_fin);
@@ -480,6 +527,7 @@ impl Hooks for SubflowHooks<'_> {
                                 len: data_len,
                                 checksum: m.checksum,
                                 wire_len: m.data_len,
+                                infinite: false,
                             };
                             record_rx_map(&mut self.st.rx_maps, map, &mut sh.counters);
                         }
@@ -494,7 +542,18 @@ impl Hooks for SubflowHooks<'_> {
                     }
                 }
                 MptcpRepr::TcpRst(_) => sh.counters.mp_rst_rx += 1,
-                MptcpRepr::Fail { .. } => sh.counters.mp_fail_rx += 1,
+                MptcpRepr::Fail { dsn } => {
+                    sh.counters.mp_fail_rx += 1;
+                    // Our own MP_FAIL echoed back needs nothing; otherwise the peer asks us to
+                    // fall back at `dsn`.
+                    if sh.awaiting_infinite.is_none()
+                        && sh.mode == Mode::Mptcp
+                        && sh.fail_requested.is_none()
+                        && sh.infinite_tx.is_none()
+                    {
+                        sh.fail_requested = Some(dsn);
+                    }
+                }
                 _ => {}
             }
         }
@@ -555,6 +614,9 @@ impl MptcpConnection {
                 fastclose_rx: false,
                 data_fin_signalled: false,
                 mp_fail_tx: None,
+                awaiting_infinite: None,
+                fail_requested: None,
+                infinite_tx: None,
                 reset: false,
                 counters: Counters::default(),
             },
@@ -905,6 +967,32 @@ impl MptcpConnection {
         if sh.mode == Mode::Pending {
             return;
         }
+        if let Some(dsn) = sh.fail_requested.take() {
+            // Section 3.7, sender side: resume as plain TCP at the failed DSN. The data from
+            // there is still in our buffer (not DATA_ACKed); it goes out again as new subflow
+            // data, behind an infinite mapping, and the MP_FAIL is echoed.
+            if dsn.distance_from(sh.snd_una) >= 0 && dsn.distance_from(sh.snd_nxt) <= 0 {
+                sh.snd_nxt = dsn;
+                sh.infinite_tx = Some((sub.tcp.next_send_seq(), dsn));
+                sh.mp_fail_tx = Some(dsn);
+                sh.fall_back("MP_FAIL: checksum failure, infinite mapping");
+                sub.tcp.request_ack();
+            } else {
+                sh.reset = true;
+            }
+        }
+        if let Some((at, _)) = sh.infinite_tx
+            && sub.tcp.snd_una().distance_from(at) > 0
+        {
+            sh.infinite_tx = None;
+        }
+        if sh.mode == Mode::Fallback {
+            // In plain TCP the subflow's ACKs are the data ACKs: bytes handed to it are done at
+            // this level, including any mapped before the fallback (the subflow delivers them).
+            let mapped = sh.snd_nxt.distance_from(sh.snd_una).max(0) as usize;
+            sh.tx.consume(mapped);
+            sh.snd_una = sh.snd_nxt;
+        }
         loop {
             let mapped = sh.snd_nxt.distance_from(sh.snd_una) as usize;
             let unmapped = sh.tx.len().saturating_sub(mapped);
@@ -930,12 +1018,6 @@ impl MptcpConnection {
             let data = &mut self.scratch[..len];
             sh.tx.read_at(mapped, data);
             if sh.mode == Mode::Fallback {
-                // In plain TCP the subflow's ACKs are the data ACKs: bytes handed to it are done
-                // at this level (including any mapped before the fallback, which the subflow
-                // still holds and delivers).
-                sh.tx.consume(mapped);
-                sh.snd_una = sh.snd_nxt;
-                sh.tx.read_at(0, data);
                 let n = sub.tcp.send(data);
                 sh.tx.consume(n);
                 sh.snd_nxt = sh.snd_nxt + n as u64;
@@ -997,9 +1079,27 @@ impl MptcpConnection {
                     .st
                     .rx_maps
                     .front()
-                    .is_some_and(|m| (m.ssn + m.len).distance_from(seq) <= 0)
+                    .is_some_and(|m| !m.infinite && (m.ssn + m.len).distance_from(seq) <= 0)
                 {
                     sub.st.rx_maps.pop_front();
+                }
+                if let Some(inf) = sub.st.rx_maps.iter().find(|m| m.infinite).copied() {
+                    let before = inf.ssn.distance_from(seq);
+                    let next_is_infinite = sub.st.rx_maps.front().is_some_and(|m| m.infinite);
+                    if before <= 0 && (sh.awaiting_infinite.is_some() || next_is_infinite) {
+                        // The stream goes on as plain TCP from here.
+                        sh.awaiting_infinite = None;
+                        sh.fall_back("infinite mapping received");
+                        break;
+                    }
+                    if sh.awaiting_infinite.is_some() {
+                        // Bytes before the infinite mapping follow the failed data: drop them.
+                        sub.tcp.recv_consume((before as usize).min(avail));
+                        continue;
+                    }
+                } else if sh.awaiting_infinite.is_some() {
+                    sub.tcp.recv_consume(avail);
+                    break;
                 }
                 let Some(map) = sub
                     .st
@@ -1043,13 +1143,20 @@ impl MptcpConnection {
                     let mut c = DssChecksum::new(map.dsn, ssn_rel, map.wire_len);
                     c.update(data);
                     if !c.verify(csum) {
-                        // RFC 8684 section 3.7: never deliver it; MP_FAIL tells the peer.
+                        // RFC 8684 section 3.7: never deliver it. On the only subflow, with
+                        // nothing reassembled out of order, MP_FAIL asks the sender for an
+                        // infinite mapping at this DSN; otherwise reset.
                         sh.counters.data_csum_err += 1;
-                        sh.mp_fail_tx = Some(map.dsn);
-                        sh.reset = true;
+                        sh.counters.mp_fail_tx += 1;
                         sub.tcp.recv_consume(got);
                         sub.tcp.request_ack();
                         sub.st.rx_maps.pop_front();
+                        if subflows == 1 && !sh.rx.has_gaps() && map.dsn == sh.rx.next() {
+                            sh.awaiting_infinite = Some(map.dsn);
+                        } else {
+                            sh.mp_fail_tx = Some(map.dsn);
+                            sh.reset = true;
+                        }
                         continue;
                     }
                 }
