@@ -42,6 +42,8 @@ pub struct EndpointConfig {
     pub max_connections: usize,
     /// The most RSTs waiting to be sent; more are dropped and counted.
     pub max_pending_rsts: usize,
+    /// The most subflows per connection (the initial one included).
+    pub max_subflows: usize,
 }
 
 impl Default for EndpointConfig {
@@ -53,6 +55,7 @@ impl Default for EndpointConfig {
             seed: 0,
             max_connections: 65_536,
             max_pending_rsts: 64,
+            max_subflows: 8,
         }
     }
 }
@@ -100,6 +103,12 @@ pub enum EndpointError {
     /// The connection failed.
     #[error("connection failed: {0}")]
     Failed(tcp::ConnError),
+    /// Subflow limit reached.
+    #[error("too many subflows")]
+    TooManySubflows,
+    /// The connection does not (or not yet) speak MPTCP with known keys.
+    #[error("connection cannot take another subflow (not MPTCP, or keys not yet exchanged)")]
+    NotJoinable,
 }
 
 /// Endpoint counters.
@@ -125,6 +134,11 @@ pub struct EndpointStats {
     pub syns_refused: u64,
     /// Connections accepted.
     pub accepted: u64,
+    /// MP_JOIN SYNs whose token matched no connection (answered with RST):
+    /// `MPJoinNoTokenFound`.
+    pub join_no_token: u64,
+    /// MP_JOIN SYNs refused by a connection (not joinable, subflow limit).
+    pub join_refused: u64,
 }
 
 #[derive(Debug)]
@@ -327,6 +341,72 @@ impl Endpoint {
         Ok(ConnectionHandle(idx))
     }
 
+    /// The address id of a local address in connection `idx`: 0 for the initial subflow's,
+    /// otherwise its position among the endpoint's addresses plus one (RFC 8684 section 3.4.1).
+    fn addr_id(&self, idx: usize, ip: IpAddr) -> u8 {
+        let initial = self
+            .slots
+            .get(idx)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.conn.primary().local().ip());
+        if initial == Some(ip) {
+            return 0;
+        }
+        self.addrs
+            .iter()
+            .position(|a| *a == ip)
+            .map_or(255, |p| (p + 1).min(254) as u8)
+    }
+
+    /// Open one more subflow of an MPTCP connection from `local` (port 0: ephemeral) to
+    /// `remote` with MP_JOIN; `backup` asks the peer to use it only when others fail.
+    pub fn add_subflow(
+        &mut self,
+        h: ConnectionHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        backup: bool,
+    ) -> Result<usize, EndpointError> {
+        if !self.addrs.contains(&local.ip()) {
+            return Err(EndpointError::AddressNotAvailable);
+        }
+        if local.is_ipv4() != remote.is_ipv4() {
+            return Err(EndpointError::FamilyMismatch);
+        }
+        let count = self
+            .mptcp(h)
+            .ok_or(EndpointError::UnknownConnection)?
+            .subflows()
+            .len();
+        if count >= self.cfg.max_subflows {
+            return Err(EndpointError::TooManySubflows);
+        }
+        let mut local = local;
+        if local.port() == 0 {
+            loop {
+                local.set_port(self.rng.random_range(32768..=60999u16));
+                if !self.by_tuple.contains_key(&(local, remote)) {
+                    break;
+                }
+            }
+        } else if self.by_tuple.contains_key(&(local, remote)) {
+            return Err(EndpointError::AddressInUse);
+        }
+        let cfg = self.tcp_config(local.ip());
+        let iss = TcpSeq(self.rng.random());
+        let ts = self.rng.random();
+        let nonce = self.rng.random();
+        let local_id = self.addr_id(h.0, local.ip());
+        let tcp = Connection::connect(cfg, local, remote, iss, ts);
+        let slot = self.slot_mut(h)?;
+        let i = slot
+            .conn
+            .add_subflow(tcp, local_id, nonce, backup)
+            .ok_or(EndpointError::NotJoinable)?;
+        self.by_tuple.insert((local, remote), (h.0, i));
+        Ok(i)
+    }
+
     fn slot_mut(&mut self, h: ConnectionHandle) -> Result<&mut Slot, EndpointError> {
         self.slots
             .get_mut(h.0)
@@ -504,6 +584,53 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// RFC 8684 section 3.2: a SYN with MP_JOIN joins the connection its token names, or is
+    /// answered with RST and creates nothing.
+    fn handle_join_syn(
+        &mut self,
+        now: Instant,
+        token: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ip: &IpSegment<'_>,
+    ) {
+        let Some(&idx) = self.tokens.get(&token) else {
+            self.stats.join_no_token += 1;
+            self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
+            return;
+        };
+        let count = self
+            .slots
+            .get(idx)
+            .and_then(|s| s.as_ref())
+            .map_or(0, |s| s.conn.subflows().len());
+        if count >= self.cfg.max_subflows {
+            self.stats.join_refused += 1;
+            self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
+            return;
+        }
+        let cfg = self.tcp_config(local.ip());
+        let iss = TcpSeq(self.rng.random());
+        let ts = self.rng.random();
+        let nonce = self.rng.random();
+        let local_id = self.addr_id(idx, local.ip());
+        let tcp = Connection::accept(now, cfg, local, remote, iss, ts, &ip.tcp);
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        match slot.conn.accept_join(tcp, &ip.tcp, local_id, nonce) {
+            Some(i) => {
+                self.by_tuple.insert((local, remote), (idx, i));
+            }
+            None => {
+                self.stats.join_refused += 1;
+                self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
+            }
+        }
+    }
+}
+
 impl Node for Endpoint {
     fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.packets_in += 1;
@@ -533,6 +660,18 @@ impl Node for Endpoint {
             return;
         }
         let f = seg.flags;
+        if f.syn() && !f.ack() && !f.rst() {
+            let token = seg.options.mptcp.iter().find_map(|o| match o {
+                crate::wire::MptcpRepr::Join(crate::wire::JoinRepr::Syn { token, .. }) => {
+                    Some(*token)
+                }
+                _ => None,
+            });
+            if let Some(token) = token {
+                self.handle_join_syn(now, token, local, remote, &ip);
+                return;
+            }
+        }
         if f.syn() && !f.ack() && !f.rst() && self.listeners.contains(&seg.dst_port) {
             if self.live >= self.cfg.max_connections {
                 self.stats.syns_refused += 1;

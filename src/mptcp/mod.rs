@@ -31,13 +31,13 @@ use smoltcp::time::Instant;
 
 pub use reassembly::{Inserted, Reassembly};
 
-use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum};
+use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum, join_ack_hmac, join_synack_hmac};
 use crate::seq::{Dsn, Ssn, TcpSeq};
 use crate::tcp::ring::Ring;
 use crate::tcp::{self, Connection, Hooks, OutgoingInfo, State};
 use crate::wire::{
-    CapableFlags, CapableKeys, CapableRepr, DsnField, DssMapping, DssRepr, MptcpRepr, TcpOptions,
-    TcpRstReason, TcpRstRepr, TcpSegment,
+    CapableFlags, CapableKeys, CapableRepr, DsnField, DssMapping, DssRepr, JoinRepr, MptcpRepr,
+    TcpOptions, TcpRstReason, TcpRstRepr, TcpSegment,
 };
 
 /// MPTCP settings of an endpoint.
@@ -129,6 +129,16 @@ pub struct Counters {
     pub mp_rst_rx: u64,
     /// Third ACKs whose echoed key was not ours (a forged or confused peer).
     pub bad_key_echo: u64,
+    /// MP_JOIN SYNs accepted: `MPJoinSynRx`.
+    pub mp_join_syn_rx: u64,
+    /// MP_JOIN SYN/ACKs whose HMAC verified: `MPJoinSynAckRx`.
+    pub mp_join_synack_rx: u64,
+    /// MP_JOIN third ACKs whose HMAC verified: `MPJoinAckRx`.
+    pub mp_join_ack_rx: u64,
+    /// MP_JOIN SYN/ACKs with a wrong HMAC (or none): `MPJoinSynAckHMacFailure`.
+    pub mp_join_synack_hmac_failure: u64,
+    /// MP_JOIN third ACKs with a wrong HMAC (or none): `MPJoinAckHMacFailure`.
+    pub mp_join_ack_hmac_failure: u64,
 }
 
 /// A mapping this side sent on a subflow: the chunk tagged `tag`.
@@ -165,6 +175,35 @@ struct SubflowState {
     next_tag: u64,
     tx_maps: VecDeque<TxMap>,
     rx_maps: VecDeque<RxMap>,
+    /// MP_JOIN state of an additional subflow (`None` for the initial subflow).
+    join: Option<JoinState>,
+}
+
+/// The MP_JOIN handshake of one additional subflow (RFC 8684 section 3.2).
+#[derive(Debug, Clone, Copy)]
+struct JoinState {
+    local_nonce: u32,
+    remote_nonce: u32,
+    local_id: u8,
+    remote_id: u8,
+    /// We asked for this subflow to be a backup.
+    backup: bool,
+    /// The peer asked for this subflow to be a backup.
+    peer_backup: bool,
+    phase: JoinPhase,
+}
+
+/// Where an MP_JOIN handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinPhase {
+    /// Client: SYN sent. Server: SYN/ACK sent.
+    Handshake,
+    /// Client: third ACK (with the full HMAC) sent, waiting for the server's ACK.
+    AckSent,
+    /// Both sides verified each other: the subflow may carry data.
+    Established,
+    /// An HMAC did not verify or the peer did not join: the subflow is reset.
+    Failed,
 }
 
 /// One subflow: the TCP connection and its MPTCP state.
@@ -331,6 +370,40 @@ impl Hooks for SubflowHooks<'_> {
             }
             Mode::Mptcp => {}
         }
+        if let Some(j) = self.st.join.as_mut() {
+            let Some(remote) = sh.remote else { return };
+            match (j.phase, f.syn(), f.ack()) {
+                (JoinPhase::Handshake, true, false) => {
+                    let _ = options.mptcp.push(MptcpRepr::Join(JoinRepr::Syn {
+                        backup: j.backup,
+                        addr_id: j.local_id,
+                        token: remote.token,
+                        nonce: j.local_nonce,
+                    }));
+                    return;
+                }
+                (JoinPhase::Handshake, true, true) => {
+                    let hmac =
+                        join_synack_hmac(sh.local.key, remote.key, j.local_nonce, j.remote_nonce);
+                    let _ = options.mptcp.push(MptcpRepr::Join(JoinRepr::SynAck {
+                        backup: j.backup,
+                        addr_id: j.local_id,
+                        hmac,
+                        nonce: j.local_nonce,
+                    }));
+                    return;
+                }
+                (JoinPhase::AckSent, false, _) => {
+                    // The third ACK is reliable: repeated until the server's ACK arrives.
+                    let hmac =
+                        join_ack_hmac(sh.local.key, remote.key, j.local_nonce, j.remote_nonce);
+                    let _ = options.mptcp.push(MptcpRepr::Join(JoinRepr::Ack { hmac }));
+                    return;
+                }
+                (JoinPhase::Established, false, _) => {}
+                _ => return,
+            }
+        }
         if f.syn() {
             // The server's SYN/ACK carries its key.
             let keys = CapableKeys::Sender {
@@ -416,6 +489,74 @@ impl Hooks for SubflowHooks<'_> {
     fn on_receive(&mut self, seg: &TcpSegment<'_>) {
         let sh = &mut *self.sh;
         let f = seg.flags;
+        if let Some(j) = self.st.join.as_mut()
+            && j.phase != JoinPhase::Established
+        {
+            let Some(remote) = sh.remote else { return };
+            let join = seg.options.mptcp.iter().find_map(|o| match o {
+                MptcpRepr::Join(j) => Some(*j),
+                _ => None,
+            });
+            match (j.phase, f.syn()) {
+                (JoinPhase::Handshake, true) => {
+                    // Client: the SYN/ACK must prove the server knows both keys (section 3.2).
+                    self.st.irs = seg.seq;
+                    match join {
+                        Some(JoinRepr::SynAck {
+                            backup,
+                            addr_id,
+                            hmac,
+                            nonce,
+                        }) if hmac
+                            == join_synack_hmac(remote.key, sh.local.key, nonce, j.local_nonce) =>
+                        {
+                            j.remote_nonce = nonce;
+                            j.remote_id = addr_id;
+                            j.peer_backup = backup;
+                            j.phase = JoinPhase::AckSent;
+                            sh.counters.mp_join_synack_rx += 1;
+                        }
+                        _ => {
+                            sh.counters.mp_join_synack_hmac_failure += 1;
+                            j.phase = JoinPhase::Failed;
+                        }
+                    }
+                }
+                (JoinPhase::Handshake, false) if f.ack() => {
+                    // Server: the third ACK carries the client's full HMAC.
+                    match join {
+                        Some(JoinRepr::Ack { hmac })
+                            if hmac
+                                == join_ack_hmac(
+                                    remote.key,
+                                    sh.local.key,
+                                    j.remote_nonce,
+                                    j.local_nonce,
+                                ) =>
+                        {
+                            j.phase = JoinPhase::Established;
+                            sh.counters.mp_join_ack_rx += 1;
+                        }
+                        _ => {
+                            sh.counters.mp_join_ack_hmac_failure += 1;
+                            j.phase = JoinPhase::Failed;
+                        }
+                    }
+                }
+                // Client: any segment with a DSS (the server's ACK of our third ACK) ends the
+                // handshake.
+                (JoinPhase::AckSent, false) if seg.options.mptcp.dss().is_some() => {
+                    j.phase = JoinPhase::Established;
+                }
+                _ => {}
+            }
+            if j.phase != JoinPhase::Established {
+                return;
+            }
+        }
+        if f.syn() && self.st.join.is_some() {
+            return;
+        }
         if f.syn() {
             self.st.irs = seg.seq;
             if sh.role == Role::Client && sh.mode == Mode::Pending {
@@ -578,6 +719,52 @@ fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters
     maps.insert(pos, map);
 }
 
+/// Whether a subflow may carry data: TCP established and, for a join, both HMACs verified.
+fn usable(sub: &Subflow) -> bool {
+    matches!(sub.tcp.state(), State::Established | State::CloseWait)
+        && sub
+            .st
+            .join
+            .is_none_or(|j| j.phase == JoinPhase::Established)
+}
+
+/// The default scheduler, min-RTT: among usable subflows with room, the one with the lowest
+/// smoothed RTT; backups only when no other subflow is usable. With one usable subflow,
+/// everything the send buffer holds goes to it; with several, each gets at most about two
+/// congestion windows queued, so the choice is made again as windows open. Returns the
+/// subflow and the bytes it may take.
+fn schedule(subflows: &[Subflow], initial_only: bool) -> Option<(usize, usize)> {
+    let usable_count = subflows.iter().filter(|s| usable(s)).count();
+    let is_backup = |s: &Subflow| s.st.join.is_some_and(|j| j.backup || j.peer_backup);
+    // Backups carry data only when no other subflow is usable (RFC 8684 section 3.3.8).
+    let primary_alive = subflows.iter().any(|s| usable(s) && !is_backup(s));
+    let mut best: Option<(bool, u64, usize, usize)> = None;
+    for (i, sub) in subflows.iter().enumerate() {
+        if !usable(sub) || (initial_only && i != 0) {
+            continue;
+        }
+        let tcp = &sub.tcp;
+        let mut room = tcp.send_capacity();
+        if usable_count > 1 {
+            let budget = 2 * tcp.cwnd() + tcp.mss();
+            room = room.min(budget.saturating_sub(tcp.send_queue()));
+        }
+        if room == 0 {
+            continue;
+        }
+        let backup = is_backup(sub);
+        if backup && primary_alive {
+            continue;
+        }
+        let rtt = tcp.srtt().map_or(u64::MAX, |d| d.total_micros());
+        let key = (backup, rtt, i, room);
+        if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+            best = Some(key);
+        }
+    }
+    best.map(|(_, _, i, room)| (i, room))
+}
+
 /// An MPTCP connection (see the module docs).
 #[derive(Debug)]
 pub struct MptcpConnection {
@@ -623,6 +810,7 @@ impl MptcpConnection {
             subflows: vec![Subflow {
                 tcp,
                 st: SubflowState {
+                    join: None,
                     iss,
                     irs: TcpSeq(0),
                     next_tag: 0,
@@ -681,6 +869,102 @@ impl MptcpConnection {
         c.subflows[0].st.irs = syn.seq;
         c.init_send_side();
         c
+    }
+
+    /// Whether a new subflow may join: MPTCP in use and both keys known (the server learns
+    /// the client's key from the third ACK).
+    pub fn can_join(&self) -> bool {
+        self.sh.mode == Mode::Mptcp
+            && self.sh.remote.is_some()
+            && !self.sh.reset
+            && !self.sh.fastclose_rx
+    }
+
+    /// Client side: start an additional subflow over `tcp` (a fresh active open) with MP_JOIN
+    /// (section 3.2). `local_id` is the address id of its local address, `nonce` fresh
+    /// randomness. Returns the subflow's index.
+    pub fn add_subflow(
+        &mut self,
+        tcp: Connection,
+        local_id: u8,
+        nonce: u32,
+        backup: bool,
+    ) -> Option<usize> {
+        if !self.can_join() {
+            return None;
+        }
+        let join = JoinState {
+            local_nonce: nonce,
+            remote_nonce: 0,
+            local_id,
+            remote_id: 0,
+            backup,
+            peer_backup: false,
+            phase: JoinPhase::Handshake,
+        };
+        self.push_subflow(tcp, join);
+        Some(self.subflows.len() - 1)
+    }
+
+    /// Server side: a SYN with MP_JOIN carrying this connection's token arrived; `tcp` is the
+    /// passive open from it. Returns the subflow's index.
+    pub fn accept_join(
+        &mut self,
+        tcp: Connection,
+        syn: &TcpSegment<'_>,
+        local_id: u8,
+        nonce: u32,
+    ) -> Option<usize> {
+        let Some(JoinRepr::Syn {
+            backup,
+            addr_id,
+            nonce: remote_nonce,
+            ..
+        }) = syn.options.mptcp.iter().find_map(|o| match o {
+            MptcpRepr::Join(j) => Some(*j),
+            _ => None,
+        })
+        else {
+            return None;
+        };
+        if !self.can_join() {
+            return None;
+        }
+        self.sh.counters.mp_join_syn_rx += 1;
+        let join = JoinState {
+            local_nonce: nonce,
+            remote_nonce,
+            local_id,
+            remote_id: addr_id,
+            backup: false,
+            peer_backup: backup,
+            phase: JoinPhase::Handshake,
+        };
+        let irs = syn.seq;
+        self.push_subflow(tcp, join);
+        let i = self.subflows.len() - 1;
+        self.subflows[i].st.irs = irs;
+        Some(i)
+    }
+
+    fn push_subflow(&mut self, tcp: Connection, join: JoinState) {
+        let iss = tcp.iss();
+        self.subflows.push(Subflow {
+            tcp,
+            st: SubflowState {
+                join: Some(join),
+                iss,
+                irs: TcpSeq(0),
+                next_tag: 0,
+                tx_maps: VecDeque::new(),
+                rx_maps: VecDeque::new(),
+            },
+        });
+    }
+
+    /// The MP_JOIN phase of subflow `i` (`None` for the initial subflow).
+    pub fn join_phase(&self, i: usize) -> Option<JoinPhase> {
+        self.subflows.get(i)?.st.join.map(|j| j.phase)
     }
 
     fn init_send_side(&mut self) {
@@ -841,6 +1125,7 @@ impl MptcpConnection {
         let Some(sub) = self.subflows.get_mut(i) else {
             return;
         };
+        let joining = sub.st.join.is_some_and(|j| j.phase == JoinPhase::Handshake);
         sub.tcp.handle_segment(
             now,
             seg,
@@ -849,6 +1134,23 @@ impl MptcpConnection {
                 st: &mut sub.st,
             },
         );
+        if joining
+            && self.sh.role == Role::Server
+            && sub
+                .st
+                .join
+                .is_some_and(|j| j.phase == JoinPhase::Established)
+        {
+            // The fourth ACK (section 3.2): tells the client its third ACK arrived.
+            sub.tcp.request_ack();
+        }
+        if sub.st.join.is_some_and(|j| j.phase == JoinPhase::Failed)
+            && sub.tcp.state() != State::Closed
+        {
+            // Section 3.2: an MP_JOIN whose HMAC does not verify is closed with a RST.
+            sub.tcp.abort();
+            return;
+        }
         if self.sh.fastclose_rx {
             // RFC 8684 section 3.5: the receiver of a valid MP_FASTCLOSE resets every subflow.
             for s in &mut self.subflows {
@@ -947,31 +1249,31 @@ impl MptcpConnection {
 
     /// Move data from the connection-level send buffer into subflows, as mappings.
     fn push_data(&mut self) {
-        let sub = &mut self.subflows[0];
-        if !sub.tcp.state().is_synchronized() && sub.tcp.state() != State::SynSent {
-            return;
-        }
-        // Forget mappings the subflow has fully delivered: the chunks still in its send
-        // buffer are the last ones, so pop from the front while the rest cover it.
-        let pending = sub.tcp.send_queue();
-        let mut queued: usize = sub.st.tx_maps.iter().map(|m| usize::from(m.len)).sum();
-        while let Some(front) = sub.st.tx_maps.front() {
-            let len = usize::from(front.len);
-            if queued - len < pending {
-                break;
+        for sub in &mut self.subflows {
+            // Forget mappings the subflow has fully delivered: the chunks still in its send
+            // buffer are the last ones, so pop from the front while the rest cover it.
+            let pending = sub.tcp.send_queue();
+            let mut queued: usize = sub.st.tx_maps.iter().map(|m| usize::from(m.len)).sum();
+            while let Some(front) = sub.st.tx_maps.front() {
+                let len = usize::from(front.len);
+                if queued - len < pending {
+                    break;
+                }
+                queued -= len;
+                sub.st.tx_maps.pop_front();
             }
-            queued -= len;
-            sub.st.tx_maps.pop_front();
         }
         let sh = &mut self.sh;
         if sh.mode == Mode::Pending {
             return;
         }
+        let single = self.subflows.len() == 1;
         if let Some(dsn) = sh.fail_requested.take() {
             // Section 3.7, sender side: resume as plain TCP at the failed DSN. The data from
             // there is still in our buffer (not DATA_ACKed); it goes out again as new subflow
             // data, behind an infinite mapping, and the MP_FAIL is echoed.
-            if dsn.distance_from(sh.snd_una) >= 0 && dsn.distance_from(sh.snd_nxt) <= 0 {
+            let sub = &mut self.subflows[0];
+            if single && dsn.distance_from(sh.snd_una) >= 0 && dsn.distance_from(sh.snd_nxt) <= 0 {
                 sh.snd_nxt = dsn;
                 sh.infinite_tx = Some((sub.tcp.next_send_seq(), dsn));
                 sh.mp_fail_tx = Some(dsn);
@@ -981,43 +1283,28 @@ impl MptcpConnection {
                 sh.reset = true;
             }
         }
-        if let Some((at, _)) = sh.infinite_tx
-            && sub.tcp.snd_una().distance_from(at) > 0
-        {
-            sh.infinite_tx = None;
-        }
         if sh.mode == Mode::Fallback {
+            let sub = &mut self.subflows[0];
+            if let Some((at, _)) = sh.infinite_tx
+                && sub.tcp.snd_una().distance_from(at) > 0
+            {
+                sh.infinite_tx = None;
+            }
             // In plain TCP the subflow's ACKs are the data ACKs: bytes handed to it are done at
             // this level, including any mapped before the fallback (the subflow delivers them).
             let mapped = sh.snd_nxt.distance_from(sh.snd_una).max(0) as usize;
             sh.tx.consume(mapped);
             sh.snd_una = sh.snd_nxt;
-        }
-        loop {
-            let mapped = sh.snd_nxt.distance_from(sh.snd_una) as usize;
-            let unmapped = sh.tx.len().saturating_sub(mapped);
-            let room = sub.tcp.send_capacity();
-            if unmapped == 0 || room == 0 {
-                break;
-            }
-            let capable = sh.mode == Mode::Mptcp
-                && sh.role == Role::Client
-                && !sh.confirmed
-                && sub.st.next_tag == 0;
-            let mut len = unmapped.min(room).min(self.max_mapping);
-            if capable {
-                // MP_CAPABLE with data describes one segment's worth.
-                len = len.min(sub.tcp.mss());
-            } else if sh.mode == Mode::Mptcp && sh.role == Role::Client && !sh.confirmed {
-                // Further data waits for the server's DSS: its mappings would need a DSS.
-                break;
-            }
-            if self.scratch.len() < len {
-                self.scratch.resize(len, 0);
-            }
-            let data = &mut self.scratch[..len];
-            sh.tx.read_at(mapped, data);
-            if sh.mode == Mode::Fallback {
+            while !sh.tx.is_empty() {
+                let len = sh.tx.len().min(sub.tcp.send_capacity()).min(64 * 1024);
+                if len == 0 {
+                    break;
+                }
+                if self.scratch.len() < len {
+                    self.scratch.resize(len, 0);
+                }
+                let data = &mut self.scratch[..len];
+                sh.tx.read_at(0, data);
                 let n = sub.tcp.send(data);
                 sh.tx.consume(n);
                 sh.snd_nxt = sh.snd_nxt + n as u64;
@@ -1025,8 +1312,38 @@ impl MptcpConnection {
                 if n < len {
                     break;
                 }
-                continue;
             }
+            if sh.fin_queued && sh.tx.is_empty() {
+                sub.tcp.close();
+            }
+            return;
+        }
+        loop {
+            let mapped = sh.snd_nxt.distance_from(sh.snd_una) as usize;
+            let unmapped = sh.tx.len().saturating_sub(mapped);
+            if unmapped == 0 {
+                break;
+            }
+            let unconfirmed_client = sh.role == Role::Client && !sh.confirmed;
+            let Some((i, room)) = schedule(&self.subflows, unconfirmed_client) else {
+                break;
+            };
+            let sub = &mut self.subflows[i];
+            // MP_CAPABLE with data describes the client's first mapping, one segment's worth;
+            // further data waits for the server's DSS.
+            let capable = unconfirmed_client && i == 0 && sub.st.next_tag == 0;
+            if unconfirmed_client && !capable {
+                break;
+            }
+            let mut len = unmapped.min(room).min(self.max_mapping);
+            if capable {
+                len = len.min(sub.tcp.mss());
+            }
+            if self.scratch.len() < len {
+                self.scratch.resize(len, 0);
+            }
+            let data = &mut self.scratch[..len];
+            sh.tx.read_at(mapped, data);
             let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
             let checksum = sh.checksum.then(|| {
                 let mut c = DssChecksum::new(sh.snd_nxt, ssn_rel, len as u16);
@@ -1047,14 +1364,14 @@ impl MptcpConnection {
             });
             sh.snd_nxt = sh.snd_nxt + len as u64;
         }
-        // A DATA_FIN rides on an ACK once every byte is mapped (plain TCP: the FIN).
-        if sh.fin_queued {
-            if sh.mode == Mode::Fallback {
-                if sh.tx.is_empty() {
-                    sub.tcp.close();
-                }
-            } else if sh.data_fin_dsn().is_some() && !sh.data_fin_acked && !sh.data_fin_signalled {
-                sh.data_fin_signalled = true;
+        // A DATA_FIN rides on an ACK once every byte is mapped.
+        if sh.fin_queued
+            && sh.data_fin_dsn().is_some()
+            && !sh.data_fin_acked
+            && !sh.data_fin_signalled
+        {
+            sh.data_fin_signalled = true;
+            if let Some(sub) = self.subflows.iter_mut().find(|s| usable(s)) {
                 sub.tcp.request_ack();
             }
         }
@@ -1065,6 +1382,13 @@ impl MptcpConnection {
         let sh = &mut self.sh;
         let subflows = self.subflows.len();
         for sub in &mut self.subflows {
+            if sub
+                .st
+                .join
+                .is_some_and(|j| j.phase != JoinPhase::Established)
+            {
+                continue;
+            }
             loop {
                 let avail = sub.tcp.recv_available();
                 if avail == 0 {

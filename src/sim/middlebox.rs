@@ -82,6 +82,23 @@ pub fn strip_tcp_option(packet: &mut [u8], kind: u8) -> bool {
     changed
 }
 
+/// Recompute the TCP checksum after an edit of the segment's bytes (a middlebox that rewrites
+/// options or data fixes the checksum up, so only end-to-end checks can notice).
+pub fn refill_tcp_checksum(packet: &mut [u8]) -> bool {
+    let Some((at, src, dst)) = tcp_part(packet) else {
+        return false;
+    };
+    let end = tcp_end(packet);
+    let Some(seg) = packet.get_mut(at..end) else {
+        return false;
+    };
+    if TcpPacket::new_checked(&mut *seg).is_err() {
+        return false;
+    }
+    TcpPacket::new_unchecked(&mut *seg).fill_checksum(&src, &dst);
+    true
+}
+
 /// Flip the bits of `mask` in the payload byte at `offset` and refill the TCP checksum, so
 /// that TCP accepts the corruption and only an end-to-end check (the DSS checksum) can see it.
 pub fn corrupt_payload(packet: &mut [u8], offset: usize, mask: u8) -> bool {

@@ -89,7 +89,7 @@ mod packet;
 
 pub use harness::{Harness, Middlebox, Outcome};
 pub use link::{DropReason, GilbertElliott, LinkConfig, LinkStats};
-pub use middlebox::{corrupt_payload, strip_tcp_option};
+pub use middlebox::{corrupt_payload, refill_tcp_checksum, strip_tcp_option};
 pub use network::{Delivery, Network, PathConfig, SendOutcome};
 pub use packet::ip_addresses;
 
