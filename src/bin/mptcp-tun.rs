@@ -221,6 +221,17 @@ fn main() -> ExitCode {
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_progress = driver.now();
     let json = common.json;
+    let mut joined = false;
+    let mut extra_addrs = common.addrs.clone();
+    let backup_addr = match &cli.mode {
+        Mode::Client(c) => c.backup,
+        Mode::Server(_) => None,
+    };
+    if let Some(b) = backup_addr
+        && !extra_addrs.contains(&b)
+    {
+        extra_addrs.push(b);
+    }
     let result = driver.run_with(|ep, now| {
         while let Some(ev) = ep.poll_event() {
             match ev {
@@ -243,11 +254,29 @@ fn main() -> ExitCode {
         let Some(h) = conn else {
             return ControlFlow::Continue(());
         };
-        let Some(c) = ep.connection(h) else {
+        let Some(state) = ep.connection(h).map(|c| c.state()) else {
             return ControlFlow::Break(());
         };
-        if !c.state().is_synchronized() && c.state() != State::Closed {
+        if !state.is_synchronized() && state != State::Closed {
             return ControlFlow::Continue(());
+        }
+        // Client: each further --addr opens one more subflow (MP_JOIN) to the server once
+        // the keys are exchanged; --backup marks one as a backup.
+        if let Some(remote) = connect
+            && !joined
+            && ep.mptcp(h).is_some_and(|m| m.can_join())
+        {
+            joined = true;
+            let first = ep.connection(h).map(|c| c.local().ip());
+            for &a in extra_addrs
+                .iter()
+                .filter(|a| Some(**a) != first && a.is_ipv4() == remote.is_ipv4())
+            {
+                let backup = backup_addr == Some(a);
+                if let Err(e) = ep.add_subflow(h, SocketAddr::new(a, 0), remote, backup) {
+                    eprintln!("mptcp-tun: subflow from {a}: {e}");
+                }
+            }
         }
         if !json && now - last_progress >= mptcp_stack::node::Duration::from_secs(1) {
             last_progress = now;
@@ -255,11 +284,24 @@ fn main() -> ExitCode {
                 .started
                 .map_or(0.0, |s| (now - s).total_micros() as f64 / 1e6)
                 .max(1e-6);
+            let rtts: Vec<String> = ep
+                .mptcp(h)
+                .map(|m| m.subflows())
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}: {:?}",
+                        s.tcp().local(),
+                        s.tcp().srtt().map(|d| d.total_micros())
+                    )
+                })
+                .collect();
             eprintln!(
-                "{:>12} bytes  {:>9.1} Mbit/s  rtt {:?}",
+                "{:>12} bytes  {:>9.1} Mbit/s  rtt us [{}]",
                 offset,
                 offset as f64 * 8.0 / secs / 1e6,
-                c.srtt()
+                rtts.join(", ")
             );
         }
         if sending {

@@ -247,6 +247,11 @@ struct Shared {
     data_fin_acked: bool,
     fastclose_tx: bool,
     fastclose_rx: bool,
+    /// The DATA_ACK of the segment being processed, to which its window is relative.
+    window_base: Option<Dsn>,
+    /// The right edge of the peer's data-level receive window (DATA_ACK + window), never
+    /// moved left; `None` until the first DATA_ACK.
+    wnd_end: Option<Dsn>,
     /// The DATA_FIN was put on an ACK once; further copies come from the FIN timer.
     data_fin_signalled: bool,
     mp_fail_tx: Option<Dsn>,
@@ -638,6 +643,9 @@ impl Hooks for SubflowHooks<'_> {
                     if let Some(ack) = d.data_ack {
                         let ack = ack.expand(sh.snd_una);
                         sh.process_data_ack(ack);
+                        // The window of this segment is relative to this DATA_ACK (section
+                        // 3.3.4); the subflow scales it once TCP has processed the segment.
+                        sh.window_base = Some(ack);
                     }
                     if let Some(m) = d.mapping {
                         if m.data_len == 0 {
@@ -799,6 +807,8 @@ impl MptcpConnection {
                 data_fin_acked: false,
                 fastclose_tx: false,
                 fastclose_rx: false,
+                window_base: None,
+                wnd_end: None,
                 data_fin_signalled: false,
                 mp_fail_tx: None,
                 awaiting_infinite: None,
@@ -1126,6 +1136,7 @@ impl MptcpConnection {
             return;
         };
         let joining = sub.st.join.is_some_and(|j| j.phase == JoinPhase::Handshake);
+        self.sh.window_base = None;
         sub.tcp.handle_segment(
             now,
             seg,
@@ -1134,6 +1145,12 @@ impl MptcpConnection {
                 st: &mut sub.st,
             },
         );
+        if let Some(base) = self.sh.window_base.take() {
+            let edge = base + sub.tcp.peer_window() as u64;
+            if self.sh.wnd_end.is_none_or(|e| edge.distance_from(e) > 0) {
+                self.sh.wnd_end = Some(edge);
+            }
+        }
         if joining
             && self.sh.role == Role::Server
             && sub
@@ -1335,7 +1352,15 @@ impl MptcpConnection {
             if unconfirmed_client && !capable {
                 break;
             }
-            let mut len = unmapped.min(room).min(self.max_mapping);
+            // The peer's data-level receive window is shared by all subflows (section 3.3.4):
+            // no mapping beyond DATA_ACK + window.
+            let window = sh
+                .wnd_end
+                .map_or(usize::MAX, |e| e.distance_from(sh.snd_nxt).max(0) as usize);
+            if window == 0 {
+                break;
+            }
+            let mut len = unmapped.min(room).min(self.max_mapping).min(window);
             if capable {
                 len = len.min(sub.tcp.mss());
             }
