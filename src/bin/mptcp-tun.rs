@@ -221,6 +221,10 @@ fn main() -> ExitCode {
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_progress = driver.now();
     let json = common.json;
+    // The pattern i % 251, long enough to slice CHUNK bytes from any phase.
+    const CHUNK: usize = 256 * 1024;
+    let mut pattern = vec![0u8; CHUNK + 251];
+    fill_pattern(&mut pattern, 0);
     let mut joined = false;
     let mut extra_addrs = common.addrs.clone();
     let backup_addr = match &cli.mode {
@@ -306,9 +310,15 @@ fn main() -> ExitCode {
         }
         if sending {
             while offset < total {
-                let n = ((total - offset) as usize).min(buf.len());
-                fill_pattern(&mut buf[..n], offset);
-                match ep.send(h, &buf[..n]) {
+                // Slice the precomputed pattern; offer only what the send buffer takes.
+                let n = ((total - offset) as usize)
+                    .min(CHUNK)
+                    .min(ep.send_capacity(h));
+                if n == 0 {
+                    break;
+                }
+                let start = (offset % 251) as usize;
+                match ep.send(h, &pattern[start..start + n]) {
                     Ok(0) => break,
                     Ok(k) => offset += k as u64,
                     Err(e) => {
@@ -378,7 +388,14 @@ fn main() -> ExitCode {
         eprintln!("mptcp-tun: device error: {e}");
         return ExitCode::from(EXIT_DEVICE);
     }
-    // Give the last segments (a final ACK) a moment to leave.
+    // A failed transfer resets the connection (MP_FASTCLOSE in MPTCP) so the peer does not
+    // wait for a close that never comes.
+    if (out.error.is_some() || out.timed_out)
+        && let Some(h) = conn
+    {
+        let _ = driver.node_mut().abort(h);
+    }
+    // Give the last segments (a final ACK, or the reset) a moment to leave.
     for _ in 0..20 {
         let _ = driver.run_once(Some(StdDuration::from_millis(5)));
     }
