@@ -60,6 +60,9 @@ impl Default for EndpointConfig {
     }
 }
 
+/// The smallest subflow receive buffer with MPTCP on: two of the largest mappings.
+pub const MIN_MPTCP_BUFFER: usize = 2 * 65_536;
+
 /// A connection's handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionHandle(pub usize);
@@ -269,6 +272,11 @@ impl Endpoint {
         };
         let mut cfg = self.cfg.tcp;
         cfg.mss = u16::try_from(self.cfg.mtu.saturating_sub(headers).max(88)).unwrap_or(u16::MAX);
+        if self.cfg.mptcp.enabled {
+            // A checksummed mapping (up to 64 KiB) is verified whole before delivery, so a
+            // subflow must be able to hold one: smaller buffers would stall forever.
+            cfg.rx_buffer = cfg.rx_buffer.max(MIN_MPTCP_BUFFER);
+        }
         cfg
     }
 

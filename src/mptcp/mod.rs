@@ -797,7 +797,7 @@ impl MptcpConnection {
                 local: KeyMaterial::from_key(key),
                 remote: None,
                 confirmed: false,
-                rx: Reassembly::new(Dsn(0), cfg.rx_buffer),
+                rx: Reassembly::new(Dsn(0), cfg.rx_buffer.max(2 * 65_536)),
                 peer_data_fin: None,
                 data_fin_received: false,
                 tx: Ring::new(cfg.tx_buffer),
@@ -1474,8 +1474,14 @@ impl MptcpConnection {
                 let offset = seq.distance_from(map.ssn) as usize;
                 let remaining = map.len as usize - offset;
                 let n = if map.checksum.is_some() {
-                    // The whole mapping must be here to verify it before delivery.
-                    if offset != 0 || avail < remaining {
+                    // The whole mapping must be here, and fit in the data-level buffer, to be
+                    // verified and delivered at once; a part can never be verified.
+                    if offset != 0 {
+                        sh.counters.dss_not_matching += 1;
+                        sh.reset = true;
+                        break;
+                    }
+                    if avail < remaining || sh.rx.window() < remaining {
                         break;
                     }
                     remaining
