@@ -414,3 +414,39 @@ fn transfer_some(run: &mut Run) {
     assert!(outcome.is_satisfied());
     run.cb = cb;
 }
+
+#[test]
+fn a_client_that_sends_nothing_and_closes_reaches_a_silent_server() {
+    // The server never sends (so never confirms the client's keys with a DSS): the client's
+    // DATA_FIN must still go out and arrive.
+    let mut run = start(
+        EndpointConfig::default(),
+        EndpointConfig::default(),
+        (A, B),
+        link(20, 10),
+        link(20, 10),
+        seed_from_env(12),
+    );
+    let ca = run.ca;
+    let mut cb = None;
+    let mut closed = false;
+    let outcome = run.h.run_until(
+        |a, b, _| {
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(x) = ev {
+                    cb = Some(x);
+                }
+            }
+            if !closed
+                && a.connection(ca)
+                    .is_some_and(|c| c.state().is_synchronized())
+            {
+                a.close(ca).unwrap();
+                closed = true;
+            }
+            cb.is_some_and(|cb| b.recv_finished(cb)) && a.send_finished(ca)
+        },
+        Instant::from_secs(30),
+    );
+    assert!(outcome.is_satisfied(), "{outcome:?}");
+}

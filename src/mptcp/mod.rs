@@ -129,6 +129,11 @@ pub struct Counters {
     pub mp_rst_rx: u64,
     /// Third ACKs whose echoed key was not ours (a forged or confused peer).
     pub bad_key_echo: u64,
+    /// Subflow data that no mapping covered after data-level delivery began (the connection
+    /// is reset rather than skip or guess).
+    pub unmapped_data: u64,
+    /// Mappings without a checksum although checksums were negotiated (reset).
+    pub missing_checksum: u64,
     /// MP_JOIN SYNs accepted: `MPJoinSynRx`.
     pub mp_join_syn_rx: u64,
     /// MP_JOIN SYN/ACKs whose HMAC verified: `MPJoinSynAckRx`.
@@ -254,6 +259,9 @@ struct Shared {
     wnd_end: Option<Dsn>,
     /// The DATA_FIN was put on an ACK once; further copies come from the FIN timer.
     data_fin_signalled: bool,
+    /// Client, before the server's first DSS: the last pure ACK carried the keys (the next
+    /// one may carry a pending DATA_FIN).
+    keys_sent: bool,
     mp_fail_tx: Option<Dsn>,
     /// Receiver: MP_FAIL sent for this DSN; subflow data is discarded until the infinite
     /// mapping arrives.
@@ -442,7 +450,19 @@ impl Hooks for SubflowHooks<'_> {
                 }));
                 return;
             }
-            if info.len == 0 {
+            // A DATA_FIN of a connection that never sent data goes in a DSS instead (the keys
+            // went on the third ACK already); otherwise the close would wait for a server that
+            // may have nothing to send.
+            // Until the server confirms, DATA_FIN copies alternate with copies of the keys: a
+            // lost third ACK must not leave the server unable to read our DATA_FIN.
+            let data_fin_due = sh.keys_sent
+                && !sh.data_fin_acked
+                && sh.data_fin_dsn().is_some()
+                && sh.data_fin_signalled;
+            if info.len == 0 && data_fin_due {
+                sh.keys_sent = false;
+            } else if info.len == 0 {
+                sh.keys_sent = true;
                 let keys = CapableKeys::Both {
                     sender_key: sh.local.key,
                     receiver_key: remote.key,
@@ -669,7 +689,12 @@ impl Hooks for SubflowHooks<'_> {
                         if d.data_fin {
                             sh.peer_data_fin = Some(dsn + u64::from(data_len));
                         }
-                        if data_len > 0 {
+                        if data_len > 0 && sh.checksum && m.checksum.is_none() {
+                            // Section 3.3.1: with checksums negotiated every mapping carries
+                            // one; an unverifiable mapping is never delivered.
+                            sh.counters.missing_checksum += 1;
+                            sh.reset = true;
+                        } else if data_len > 0 {
                             let map = RxMap {
                                 ssn: self.st.irs + m.ssn.0,
                                 dsn,
@@ -709,6 +734,16 @@ impl Hooks for SubflowHooks<'_> {
         // RFC 8684 section 3.1: a third ACK without MP_CAPABLE means a middlebox stripped it.
         if sh.role == Role::Server && !sh.confirmed && !any_mptcp && f.ack() {
             sh.fall_back("third ACK without MP_CAPABLE");
+        }
+        // The client's side of the same: a server that answers after the handshake with no
+        // MPTCP option at all never got (or never accepted) our keys and speaks TCP now.
+        if sh.role == Role::Client
+            && !sh.confirmed
+            && !any_mptcp
+            && f.ack()
+            && self.st.join.is_none()
+        {
+            sh.fall_back("server answered without MPTCP options");
         }
     }
 }
@@ -810,6 +845,7 @@ impl MptcpConnection {
                 window_base: None,
                 wnd_end: None,
                 data_fin_signalled: false,
+                keys_sent: false,
                 mp_fail_tx: None,
                 awaiting_infinite: None,
                 fail_requested: None,
@@ -1457,19 +1493,23 @@ impl MptcpConnection {
                     .copied()
                     .filter(|m| m.ssn.distance_from(seq) <= 0)
                 else {
-                    // Data with no mapping. On the only subflow, before any data-level
-                    // delivery problem, this is a middlebox that strips options: fall back
-                    // (RFC 8684 section 3.7) and carry on with the stream.
-                    if subflows == 1 && sub.st.rx_maps.is_empty() {
+                    // Data with no mapping. On the only subflow, before the peer delivered
+                    // anything at the data level, this is a middlebox that strips options from
+                    // the start: fall back (RFC 8684 section 3.7) and carry on with the stream.
+                    // Later, falling back could skip or let through unverified bytes (the
+                    // subflow already acknowledged them), so the connection is reset instead.
+                    let nothing_delivered = sh.remote.is_some_and(|r| sh.rx.next() == r.idsn + 1);
+                    if subflows == 1
+                        && sub.st.rx_maps.is_empty()
+                        && nothing_delivered
+                        && !sh.rx.has_gaps()
+                    {
                         sh.fall_back("data without a DSS mapping");
                         continue;
                     }
-                    // Bytes before the next mapping: unmapped, cannot be delivered.
-                    let skip = sub.st.rx_maps.front().map_or(avail, |m| {
-                        (m.ssn.distance_from(seq).max(0) as usize).min(avail)
-                    });
-                    sub.tcp.recv_consume(skip);
-                    continue;
+                    sh.counters.unmapped_data += 1;
+                    sh.reset = true;
+                    break;
                 };
                 let offset = seq.distance_from(map.ssn) as usize;
                 let remaining = map.len as usize - offset;

@@ -165,6 +165,8 @@ pub struct Stats {
     pub dropped: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// ACKs not sent for unacceptable segments without data, because of the rate limit.
+    pub invalid_acks_suppressed: u64,
     /// Duplicate segments received.
     pub dup_segments: u64,
     /// Out-of-order segments received.
@@ -207,6 +209,8 @@ pub trait Hooks {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
+/// The least time between two ACKs for unacceptable segments without data.
+const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// RFC 6675 DupThresh.
 const DUP_THRESH: u32 = 3;
 /// The largest window field.
@@ -283,6 +287,7 @@ pub struct Connection {
 
     // Output flags.
     ack_now: bool,
+    last_invalid_ack: Option<Instant>,
     /// Duplicate ACKs owed: one per out-of-order segment, even when several arrive in one
     /// batch, because the peer counts them (RFC 5681 section 4.2).
     acks_owed: u8,
@@ -368,6 +373,7 @@ impl Connection {
             time_wait_at: None,
             retries: 0,
             ack_now: false,
+            last_invalid_ack: None,
             acks_owed: 0,
             segs_unacked: 0,
             send_rst: false,
@@ -813,6 +819,26 @@ impl Connection {
         }
     }
 
+    /// Answer an unacceptable segment with an ACK. A retransmitted segment with data always
+    /// gets one (the peer may have lost ours); segments without data get at most one per
+    /// half second (RFC 5961 section 7, as Linux's `tcp_invalid_ratelimit`), so two ends
+    /// that disagree cannot bounce ACKs forever.
+    fn invalid_ack(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+        if !seg.payload.is_empty() {
+            self.ack_now = true;
+            return;
+        }
+        if self
+            .last_invalid_ack
+            .is_some_and(|t| now - t < INVALID_ACK_INTERVAL)
+        {
+            self.stats.invalid_acks_suppressed += 1;
+            return;
+        }
+        self.last_invalid_ack = Some(now);
+        self.ack_now = true;
+    }
+
     fn challenge_ack(&mut self) {
         self.stats.challenge_acks += 1;
         self.ack_now = true;
@@ -832,7 +858,7 @@ impl Connection {
             && TcpSeq(ts.tsval) < TcpSeq(self.ts_recent)
         {
             self.stats.dropped += 1;
-            self.ack_now = true;
+            self.invalid_ack(now, seg);
             return;
         }
         if !self.acceptable(seg) {
@@ -841,7 +867,7 @@ impl Connection {
                 self.stats.dup_segments += 1;
             }
             if !f.rst() {
-                self.ack_now = true;
+                self.invalid_ack(now, seg);
             }
             // A FIN retransmitted into TIME-WAIT restarts the 2 MSL timer.
             if self.state == State::TimeWait && f.fin() {
@@ -905,12 +931,12 @@ impl Connection {
         let max_back = self.max_snd_wnd.max(1) as i64;
         if seg.ack.distance_from(self.snd_max) > 0 {
             self.stats.dropped += 1;
-            self.ack_now = true;
+            self.invalid_ack(now, seg);
             return;
         }
         if i64::from(seg.ack.distance_from(self.snd_una)) < -max_back {
             self.stats.dropped += 1;
-            self.ack_now = true;
+            self.invalid_ack(now, seg);
             return;
         }
         if self.ts_ok
