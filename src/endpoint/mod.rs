@@ -246,6 +246,43 @@ impl Endpoint {
         self.mptcp(h).is_some_and(|c| c.send_finished())
     }
 
+    /// `local` as given, or with an unused ephemeral port when its port is 0; an error when
+    /// the 4-tuple is taken (or no free port turned up in 64 draws).
+    fn bind_local(
+        &mut self,
+        mut local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<SocketAddr, EndpointError> {
+        if local.port() != 0 {
+            return if self.by_tuple.contains_key(&(local, remote)) {
+                Err(EndpointError::AddressInUse)
+            } else {
+                Ok(local)
+            };
+        }
+        for _ in 0..64 {
+            local.set_port(self.rng.random_range(32768..=60999u16));
+            if !self.by_tuple.contains_key(&(local, remote)) {
+                return Ok(local);
+            }
+        }
+        Err(EndpointError::AddressInUse)
+    }
+
+    /// Forget the 4-tuples of slot `idx`'s subflows, so they may be reused.
+    fn forget_tuples(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get(idx) else {
+            return;
+        };
+        for i in 0..slot.conn.subflows().len() {
+            if let Some(key) = slot.conn.subflow_addrs(i)
+                && self.by_tuple.get(&key).is_some_and(|&(s, _)| s == idx)
+            {
+                self.by_tuple.remove(&key);
+            }
+        }
+    }
+
     /// A fresh key whose token no live connection uses.
     fn new_key(&mut self) -> u64 {
         loop {
@@ -314,23 +351,7 @@ impl Endpoint {
         if self.live >= self.cfg.max_connections {
             return Err(EndpointError::TooManyConnections);
         }
-        let mut local = local;
-        if local.port() == 0 {
-            let mut found = false;
-            for _ in 0..64 {
-                let port = self.rng.random_range(32768..=60999u16);
-                local.set_port(port);
-                if !self.by_tuple.contains_key(&(local, remote)) {
-                    found = true;
-                    break;
-                }
-            }
-            if !found {
-                return Err(EndpointError::AddressInUse);
-            }
-        } else if self.by_tuple.contains_key(&(local, remote)) {
-            return Err(EndpointError::AddressInUse);
-        }
+        let local = self.bind_local(local, remote)?;
         let cfg = self.tcp_config(local.ip());
         let iss = TcpSeq(self.rng.random());
         let ts = self.rng.random();
@@ -389,17 +410,7 @@ impl Endpoint {
         if count >= self.cfg.max_subflows {
             return Err(EndpointError::TooManySubflows);
         }
-        let mut local = local;
-        if local.port() == 0 {
-            loop {
-                local.set_port(self.rng.random_range(32768..=60999u16));
-                if !self.by_tuple.contains_key(&(local, remote)) {
-                    break;
-                }
-            }
-        } else if self.by_tuple.contains_key(&(local, remote)) {
-            return Err(EndpointError::AddressInUse);
-        }
+        let local = self.bind_local(local, remote)?;
         let cfg = self.tcp_config(local.ip());
         let iss = TcpSeq(self.rng.random());
         let ts = self.rng.random();
@@ -492,14 +503,8 @@ impl Endpoint {
         if !(slot.released && slot.conn.is_closed()) {
             return;
         }
-        for i in 0..slot.conn.subflows().len() {
-            if let Some(key) = slot.conn.subflow_addrs(i)
-                && self.by_tuple.get(&key).is_some_and(|&(s, _)| s == idx)
-            {
-                self.by_tuple.remove(&key);
-            }
-        }
         let token = slot.conn.local_key().token;
+        self.forget_tuples(idx);
         if self.tokens.get(&token) == Some(&idx) {
             self.tokens.remove(&token);
         }
@@ -545,13 +550,7 @@ impl Endpoint {
             }
             self.events.push_back(Event::Closed(h, slot.conn.error()));
             // The 4-tuples may be reused from now on; the slot stays until released.
-            for i in 0..slot.conn.subflows().len() {
-                if let Some(key) = slot.conn.subflow_addrs(i)
-                    && self.by_tuple.get(&key).is_some_and(|&(s, _)| s == idx)
-                {
-                    self.by_tuple.remove(&key);
-                }
-            }
+            self.forget_tuples(idx);
         }
     }
 
@@ -597,7 +596,6 @@ impl Endpoint {
     /// answered with RST and creates nothing.
     fn handle_join_syn(
         &mut self,
-        now: Instant,
         token: u32,
         local: SocketAddr,
         remote: SocketAddr,
@@ -623,7 +621,7 @@ impl Endpoint {
         let ts = self.rng.random();
         let nonce = self.rng.random();
         let local_id = self.addr_id(idx, local.ip());
-        let tcp = Connection::accept(now, cfg, local, remote, iss, ts, &ip.tcp);
+        let tcp = Connection::accept(cfg, local, remote, iss, ts, &ip.tcp);
         let Some(Some(slot)) = self.slots.get_mut(idx) else {
             return;
         };
@@ -676,7 +674,7 @@ impl Node for Endpoint {
                 _ => None,
             });
             if let Some(token) = token {
-                self.handle_join_syn(now, token, local, remote, &ip);
+                self.handle_join_syn(token, local, remote, &ip);
                 return;
             }
         }
@@ -689,7 +687,7 @@ impl Node for Endpoint {
             let cfg = self.tcp_config(local.ip());
             let iss = TcpSeq(self.rng.random());
             let ts = self.rng.random();
-            let tcp = Connection::accept(now, cfg, local, remote, iss, ts, seg);
+            let tcp = Connection::accept(cfg, local, remote, iss, ts, seg);
             let key = self.new_key();
             let conn = MptcpConnection::accept(&self.cfg.mptcp, key, tcp, seg);
             self.stats.accepted += 1;

@@ -404,7 +404,6 @@ impl Connection {
 
     /// Passive open from a received SYN (the endpoint checked it is a SYN for a listener).
     pub fn accept(
-        now: Instant,
         cfg: Config,
         local: SocketAddr,
         remote: SocketAddr,
@@ -424,7 +423,6 @@ impl Connection {
         c.snd_wl1 = syn.seq;
         c.syn_rexmit = true;
         c.stats.segs_in += 1;
-        let _ = now;
         c
     }
 
@@ -991,18 +989,11 @@ impl Connection {
         {
             // RFC 5681 section 2: a duplicate ACK.
             self.dupacks += 1;
-            if newly_sacked > 0 && self.in_recovery {
-                self.cc_on_sacked(now, newly_sacked, in_flight_before);
-            }
             self.maybe_enter_recovery(now);
             if self.in_recovery {
                 self.update_lost_end();
             }
         }
-    }
-
-    fn cc_on_sacked(&mut self, _now: Instant, _sacked: usize, _in_flight: usize) {
-        // During recovery the window is fixed at ssthresh (RFC 6675); SACKs only shrink pipe.
     }
 
     fn ack_advanced(&mut self, now: Instant, ack: TcpSeq, in_flight: usize, newly_sacked: usize) {
@@ -1116,17 +1107,18 @@ impl Connection {
         }
         self.sacked
             .sort_by_key(|&(s, _)| s.distance_from(self.snd_una));
-        let mut merged: Vec<(TcpSeq, TcpSeq)> = Vec::with_capacity(self.sacked.len());
-        for &(s, e) in &self.sacked {
-            if let Some(last) = merged.last_mut()
-                && s.distance_from(last.1) <= 0
-            {
-                last.1 = last.1.max_seq(e);
-                continue;
+        // Merge overlapping or adjacent blocks in place (no allocation per ACK).
+        let mut kept = 0;
+        for r in 0..self.sacked.len() {
+            let (s, e) = self.sacked[r];
+            if kept > 0 && s.distance_from(self.sacked[kept - 1].1) <= 0 {
+                self.sacked[kept - 1].1 = self.sacked[kept - 1].1.max_seq(e);
+            } else {
+                self.sacked[kept] = (s, e);
+                kept += 1;
             }
-            merged.push((s, e));
         }
-        self.sacked = merged;
+        self.sacked.truncate(kept);
         self.sacked_bytes().saturating_sub(before)
     }
 
