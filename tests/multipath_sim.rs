@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::mptcp::JoinPhase;
+use mptcp_stack::mptcp::pm::PathManagerKind;
 use mptcp_stack::node::{Duration, Instant, Node};
 use mptcp_stack::seq::TcpSeq;
 use mptcp_stack::sim::{
@@ -36,12 +37,15 @@ fn two_paths(
         seed,
         vec![PathConfig::new(A1, B1, p1), PathConfig::new(A2, B2, p2)],
     );
+    // These tests open subflows by hand: no path manager.
     let mut a = Endpoint::new(EndpointConfig {
         seed: 11,
+        path_manager: PathManagerKind::Manual,
         ..EndpointConfig::default()
     });
     let mut b = Endpoint::new(EndpointConfig {
         seed: 22,
+        path_manager: PathManagerKind::Manual,
         ..EndpointConfig::default()
     });
     a.add_address(A1);

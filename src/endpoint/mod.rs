@@ -21,7 +21,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::crypto::KeyMaterial;
-use crate::mptcp::{MptcpConfig, MptcpConnection};
+use crate::mptcp::pm::{
+    AddrFlags, LocalAddr, PathManager, PathManagerKind, PmAction, PmSubflow, PmView,
+};
+use crate::mptcp::{MAX_SUBFLOWS, MptcpConfig, MptcpConnection, Scheduler, SchedulerKind};
 use crate::node::{Instant, Node};
 use crate::seq::TcpSeq;
 use crate::tcp::{self, Connection};
@@ -42,8 +45,11 @@ pub struct EndpointConfig {
     pub max_connections: usize,
     /// The most RSTs waiting to be sent; more are dropped and counted.
     pub max_pending_rsts: usize,
-    /// The most subflows per connection (the initial one included).
+    /// The most subflows alive per connection (the initial one included; at most
+    /// [`MAX_SUBFLOWS`]).
     pub max_subflows: usize,
+    /// The path manager of each new connection.
+    pub path_manager: PathManagerKind,
 }
 
 impl Default for EndpointConfig {
@@ -56,6 +62,7 @@ impl Default for EndpointConfig {
             max_connections: 65_536,
             max_pending_rsts: 64,
             max_subflows: 8,
+            path_manager: PathManagerKind::FullMesh,
         }
     }
 }
@@ -142,11 +149,18 @@ pub struct EndpointStats {
     pub join_no_token: u64,
     /// MP_JOIN SYNs refused by a connection (not joinable, subflow limit).
     pub join_refused: u64,
+    /// Subflows a path manager asked for that could not be opened (limits, ports).
+    pub pm_connect_failed: u64,
 }
 
 #[derive(Debug)]
 struct Slot {
     conn: MptcpConnection,
+    pm: Box<dyn PathManager>,
+    /// The path manager should look at this connection (addresses or subflows changed).
+    pm_dirty: bool,
+    /// The connection was fully established when the path manager last ran.
+    pm_started: bool,
     listener: bool,
     announced_open: bool,
     announced_closed: bool,
@@ -161,6 +175,10 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     rng: StdRng,
     addrs: Vec<IpAddr>,
+    /// The same addresses with their ids and flags, in the same order.
+    local_addrs: Vec<LocalAddr>,
+    next_addr_id: u8,
+    pm_actions: Vec<PmAction>,
     listeners: Vec<u16>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
@@ -184,6 +202,9 @@ impl Endpoint {
             cfg,
             rng,
             addrs: Vec::new(),
+            local_addrs: Vec::new(),
+            next_addr_id: 1,
+            pm_actions: Vec::new(),
             listeners: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -197,10 +218,80 @@ impl Endpoint {
         }
     }
 
-    /// Own an address: packets to it are for this endpoint.
+    /// Own an address: packets to it are for this endpoint. With MPTCP, the path managers of
+    /// live connections may use it at once (new subflows from it, or an ADD_ADDR).
     pub fn add_address(&mut self, addr: IpAddr) {
-        if !self.addrs.contains(&addr) {
+        self.add_address_with(addr, AddrFlags::default());
+    }
+
+    /// [`Endpoint::add_address`] with explicit flags (announce it, open subflows from it, use
+    /// it as a backup). Flags of an address already owned are replaced.
+    pub fn add_address_with(&mut self, addr: IpAddr, flags: AddrFlags) {
+        if let Some(l) = self.local_addrs.iter_mut().find(|l| l.addr == addr) {
+            l.flags = flags;
+        } else {
+            // Address ids are never reused while the endpoint lives: a peer that still knows
+            // an old id must not confuse it with a new address (RFC 8684 section 3.4.1).
+            let id = self.next_addr_id;
+            self.next_addr_id = self.next_addr_id.wrapping_add(1).max(1);
             self.addrs.push(addr);
+            self.local_addrs.push(LocalAddr { id, addr, flags });
+        }
+        self.mark_all_pm_dirty();
+    }
+
+    /// Give up an address (its link went down, or the application no longer wants it): every
+    /// connection resets its subflows from it, hands their data to the other subflows at once,
+    /// and tells the peer with REMOVE_ADDR. Packets to it are no longer ours.
+    pub fn remove_address(&mut self, addr: IpAddr) {
+        let Some(pos) = self.addrs.iter().position(|a| *a == addr) else {
+            return;
+        };
+        for idx in 0..self.slots.len() {
+            let id = self.addr_id(idx, addr);
+            if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                let uses = slot
+                    .conn
+                    .subflows()
+                    .iter()
+                    .any(|s| !s.is_retired() && s.tcp().local().ip() == addr)
+                    || slot.conn.announcements().iter().any(|a| a.addr == addr);
+                if uses {
+                    slot.conn.withdraw(id);
+                    slot.pm_dirty = true;
+                }
+            }
+        }
+        self.addrs.remove(pos);
+        self.local_addrs.remove(pos);
+        self.mark_all_pm_dirty();
+    }
+
+    /// Mark subflows from `addr` as backups, or not, in every connection (MP_PRIO to the
+    /// peer), and open future ones as such.
+    pub fn set_address_backup(&mut self, addr: IpAddr, backup: bool) {
+        let Some(l) = self.local_addrs.iter_mut().find(|l| l.addr == addr) else {
+            return;
+        };
+        l.flags.backup = backup;
+        for slot in self.slots.iter_mut().flatten() {
+            let subs: Vec<usize> = (0..slot.conn.subflows().len())
+                .filter(|&i| slot.conn.subflows()[i].tcp().local().ip() == addr)
+                .collect();
+            for i in subs {
+                slot.conn.set_backup(i, backup);
+            }
+        }
+    }
+
+    /// The addresses with their ids and flags.
+    pub fn local_addresses(&self) -> &[LocalAddr] {
+        &self.local_addrs
+    }
+
+    fn mark_all_pm_dirty(&mut self) {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.pm_dirty = true;
         }
     }
 
@@ -360,6 +451,9 @@ impl Endpoint {
         let conn = MptcpConnection::connect(&self.cfg.mptcp, key, tcp);
         let idx = self.insert(Slot {
             conn,
+            pm: self.cfg.path_manager.build(),
+            pm_dirty: true,
+            pm_started: false,
             listener: false,
             announced_open: false,
             announced_closed: false,
@@ -381,10 +475,10 @@ impl Endpoint {
         if initial == Some(ip) {
             return 0;
         }
-        self.addrs
+        self.local_addrs
             .iter()
-            .position(|a| *a == ip)
-            .map_or(255, |p| (p + 1).min(254) as u8)
+            .find(|l| l.addr == ip)
+            .map_or(255, |l| l.id)
     }
 
     /// Open one more subflow of an MPTCP connection from `local` (port 0: ephemeral) to
@@ -402,12 +496,7 @@ impl Endpoint {
         if local.is_ipv4() != remote.is_ipv4() {
             return Err(EndpointError::FamilyMismatch);
         }
-        let count = self
-            .mptcp(h)
-            .ok_or(EndpointError::UnknownConnection)?
-            .subflows()
-            .len();
-        if count >= self.cfg.max_subflows {
+        if !self.subflow_room(h.0)? {
             return Err(EndpointError::TooManySubflows);
         }
         let local = self.bind_local(local, remote)?;
@@ -417,6 +506,7 @@ impl Endpoint {
         let nonce = self.rng.random();
         let local_id = self.addr_id(h.0, local.ip());
         let tcp = Connection::connect(cfg, local, remote, iss, ts);
+        self.forget_reused_tuple(h.0);
         let slot = self.slot_mut(h)?;
         let i = slot
             .conn
@@ -424,6 +514,156 @@ impl Endpoint {
             .ok_or(EndpointError::NotJoinable)?;
         self.by_tuple.insert((local, remote), (h.0, i));
         Ok(i)
+    }
+
+    /// Whether connection `idx` may have one more subflow: fewer alive than the limit, and a
+    /// free or reusable slot.
+    fn subflow_room(&self, idx: usize) -> Result<bool, EndpointError> {
+        let conn = &self
+            .slots
+            .get(idx)
+            .and_then(|s| s.as_ref())
+            .ok_or(EndpointError::UnknownConnection)?
+            .conn;
+        let limit = self.cfg.max_subflows.min(MAX_SUBFLOWS);
+        let slots_left = conn.subflows().len() < MAX_SUBFLOWS || conn.reusable_slot().is_some();
+        Ok(conn.live_subflows() < limit && slots_left)
+    }
+
+    /// The slot a new subflow of connection `idx` will take may hold a retired subflow: its
+    /// 4-tuple no longer leads there.
+    fn forget_reused_tuple(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get(idx) else {
+            return;
+        };
+        if let Some(i) = slot.conn.reusable_slot()
+            && let Some(key) = slot.conn.subflow_addrs(i)
+            && self.by_tuple.get(&key) == Some(&(idx, i))
+        {
+            self.by_tuple.remove(&key);
+        }
+    }
+
+    /// Choose the scheduler of a connection.
+    pub fn set_scheduler(
+        &mut self,
+        h: ConnectionHandle,
+        scheduler: SchedulerKind,
+    ) -> Result<(), EndpointError> {
+        self.set_custom_scheduler(h, scheduler.build())
+    }
+
+    /// Use the application's own scheduler for a connection.
+    pub fn set_custom_scheduler(
+        &mut self,
+        h: ConnectionHandle,
+        scheduler: Box<dyn Scheduler>,
+    ) -> Result<(), EndpointError> {
+        self.slot_mut(h)?.conn.set_scheduler(scheduler);
+        Ok(())
+    }
+
+    /// Use the application's own path manager for a connection.
+    pub fn set_path_manager(
+        &mut self,
+        h: ConnectionHandle,
+        pm: Box<dyn PathManager>,
+    ) -> Result<(), EndpointError> {
+        let slot = self.slot_mut(h)?;
+        slot.pm = pm;
+        slot.pm_dirty = true;
+        Ok(())
+    }
+
+    /// Announce one of the endpoint's addresses to the peer of a connection (ADD_ADDR).
+    pub fn announce(&mut self, h: ConnectionHandle, addr: IpAddr) -> Result<(), EndpointError> {
+        if !self.addrs.contains(&addr) {
+            return Err(EndpointError::AddressNotAvailable);
+        }
+        let id = self.addr_id(h.0, addr);
+        if self.slot_mut(h)?.conn.announce(id, addr, None) {
+            Ok(())
+        } else {
+            Err(EndpointError::NotJoinable)
+        }
+    }
+
+    /// Ask the peer to use subflow `i` of a connection only as a backup, or not (MP_PRIO).
+    pub fn set_backup(
+        &mut self,
+        h: ConnectionHandle,
+        i: usize,
+        backup: bool,
+    ) -> Result<(), EndpointError> {
+        self.slot_mut(h)?.conn.set_backup(i, backup);
+        Ok(())
+    }
+
+    /// Run the path manager of connection `idx` if it has something to look at.
+    fn run_path_manager(&mut self, idx: usize, now: Instant) {
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let ready = slot.conn.is_fully_established();
+        let changed = slot.conn.take_path_changes();
+        let due = slot.pm.poll_timeout().is_some_and(|t| t <= now);
+        let started = ready && !slot.pm_started;
+        if !ready || slot.released || slot.conn.is_closed() {
+            return;
+        }
+        if !(started || changed || due || slot.pm_dirty) {
+            return;
+        }
+        slot.pm_started = true;
+        slot.pm_dirty = false;
+        let mut subs = [PmSubflow {
+            local: slot.conn.primary().local(),
+            remote: slot.conn.primary().remote(),
+            alive: false,
+            active: false,
+        }; MAX_SUBFLOWS];
+        let n = slot.conn.subflows().len().min(MAX_SUBFLOWS);
+        for (k, s) in slot.conn.subflows().iter().take(n).enumerate() {
+            subs[k] = PmSubflow {
+                local: s.tcp().local(),
+                remote: s.tcp().remote(),
+                alive: s.tcp().state() != tcp::State::Closed,
+                active: s.is_active(),
+            };
+        }
+        let view = PmView {
+            role: slot.conn.role(),
+            local_addrs: &self.local_addrs,
+            initial_local: slot.conn.primary().local(),
+            initial_remote: slot.conn.primary().remote(),
+            remote_addrs: slot.conn.remote_addresses(),
+            subflows: &subs[..n],
+            max_subflows: self.cfg.max_subflows.min(MAX_SUBFLOWS),
+        };
+        let mut actions = std::mem::take(&mut self.pm_actions);
+        actions.clear();
+        slot.pm.plan(now, &view, &mut actions);
+        let h = ConnectionHandle(idx);
+        for a in actions.drain(..) {
+            match a {
+                PmAction::Connect {
+                    local,
+                    remote,
+                    backup,
+                } => {
+                    if self
+                        .add_subflow(h, SocketAddr::new(local, 0), remote, backup)
+                        .is_err()
+                    {
+                        self.stats.pm_connect_failed += 1;
+                    }
+                }
+                PmAction::Announce { addr, .. } => {
+                    let _ = self.announce(h, addr);
+                }
+            }
+        }
+        self.pm_actions = actions;
     }
 
     fn slot_mut(&mut self, h: ConnectionHandle) -> Result<&mut Slot, EndpointError> {
@@ -606,12 +846,7 @@ impl Endpoint {
             self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
             return;
         };
-        let count = self
-            .slots
-            .get(idx)
-            .and_then(|s| s.as_ref())
-            .map_or(0, |s| s.conn.subflows().len());
-        if count >= self.cfg.max_subflows {
+        if !self.subflow_room(idx).unwrap_or(false) {
             self.stats.join_refused += 1;
             self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
             return;
@@ -622,6 +857,7 @@ impl Endpoint {
         let nonce = self.rng.random();
         let local_id = self.addr_id(idx, local.ip());
         let tcp = Connection::accept(cfg, local, remote, iss, ts, &ip.tcp);
+        self.forget_reused_tuple(idx);
         let Some(Some(slot)) = self.slots.get_mut(idx) else {
             return;
         };
@@ -662,6 +898,7 @@ impl Node for Endpoint {
             if let Some(Some(slot)) = self.slots.get_mut(idx) {
                 slot.conn.handle_segment(sub, now, seg);
                 self.update_events(idx);
+                self.run_path_manager(idx, now);
             }
             return;
         }
@@ -693,6 +930,9 @@ impl Node for Endpoint {
             self.stats.accepted += 1;
             self.insert(Slot {
                 conn,
+                pm: self.cfg.path_manager.build(),
+                pm_dirty: true,
+                pm_started: false,
                 listener: true,
                 announced_open: false,
                 announced_closed: false,
@@ -708,15 +948,21 @@ impl Node for Endpoint {
 
     fn handle_timeout(&mut self, now: Instant) {
         for idx in 0..self.slots.len() {
-            let due = match &self.slots[idx] {
-                Some(slot) => slot.conn.poll_timeout().is_some_and(|t| t <= now),
-                None => false,
+            let (due, pm_due) = match &self.slots[idx] {
+                Some(slot) => (
+                    slot.conn.poll_timeout().is_some_and(|t| t <= now),
+                    slot.pm_wake().is_some_and(|t| t <= now),
+                ),
+                None => (false, false),
             };
             if due {
                 if let Some(Some(slot)) = self.slots.get_mut(idx) {
                     slot.conn.handle_timeout(now);
                 }
                 self.update_events(idx);
+            }
+            if due || pm_due {
+                self.run_path_manager(idx, now);
             }
         }
     }
@@ -753,7 +999,22 @@ impl Node for Endpoint {
         self.slots
             .iter()
             .flatten()
-            .filter_map(|s| s.conn.poll_timeout())
+            .flat_map(|s| [s.conn.poll_timeout(), s.pm_wake()])
+            .flatten()
             .min()
+    }
+}
+
+impl Slot {
+    /// When the path manager wants to run: now (the epoch) if something changed since it
+    /// last ran, else its own timer.
+    fn pm_wake(&self) -> Option<Instant> {
+        if self.released || !self.conn.is_fully_established() {
+            return None;
+        }
+        if self.pm_dirty || !self.pm_started {
+            return Some(Instant::from_millis(0));
+        }
+        self.pm.poll_timeout()
     }
 }

@@ -22,14 +22,24 @@
 //!   continues as plain TCP and nothing is lost. [`MptcpConnection::fallback_reason`] says why.
 //! - MP_FASTCLOSE is sent on abort and honoured when it carries our key; MP_TCPRST is counted.
 
+mod addr;
+pub mod pm;
 mod reassembly;
+pub mod sched;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use smoltcp::time::Instant;
 
+pub use addr::{
+    ANNOUNCE_RETRY, AddAddrOutcome, AnnounceState, Announcement, MAX_ANNOUNCE_TRIES,
+    MAX_REMOTE_ADDRS, RemoteAddr, Signals,
+};
 pub use reassembly::{Inserted, Reassembly};
+pub use sched::{
+    ActiveBackup, MinRtt, Pick, Redundant, RoundRobin, Scheduler, SchedulerKind, SubflowInfo,
+};
 
 use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum, join_ack_hmac, join_synack_hmac};
 use crate::seq::{Dsn, Ssn, TcpSeq};
@@ -53,6 +63,8 @@ pub struct MptcpConfig {
     pub tx_buffer: usize,
     /// The largest mapping, in bytes (at most 65534, to leave room for a DATA_FIN).
     pub max_mapping: usize,
+    /// The packet scheduler of new connections.
+    pub scheduler: SchedulerKind,
 }
 
 impl Default for MptcpConfig {
@@ -63,6 +75,7 @@ impl Default for MptcpConfig {
             rx_buffer: 4 << 20,
             tx_buffer: 4 << 20,
             max_mapping: 65_534,
+            scheduler: SchedulerKind::MinRtt,
         }
     }
 }
@@ -144,6 +157,41 @@ pub struct Counters {
     pub mp_join_synack_hmac_failure: u64,
     /// MP_JOIN third ACKs with a wrong HMAC (or none): `MPJoinAckHMacFailure`.
     pub mp_join_ack_hmac_failure: u64,
+    /// ADD_ADDR sent (first sends and retransmissions): `AddAddrTx`.
+    pub add_addr_tx: u64,
+    /// ADD_ADDR received with a valid HMAC: `AddAddr`.
+    pub add_addr_rx: u64,
+    /// ADD_ADDR received with a wrong HMAC, ignored.
+    pub add_addr_bad_hmac: u64,
+    /// Valid ADD_ADDR not recorded because the peer-address table is full: `AddAddrDrop`.
+    pub add_addr_drop: u64,
+    /// ADD_ADDR echoes sent: `EchoAddTx`.
+    pub echo_add_tx: u64,
+    /// ADD_ADDR echoes received: `EchoAdd`.
+    pub echo_add_rx: u64,
+    /// Announcements given up without an echo.
+    pub add_addr_given_up: u64,
+    /// REMOVE_ADDR sent: `RmAddrTx`.
+    pub rm_addr_tx: u64,
+    /// REMOVE_ADDR received: `RmAddr`.
+    pub rm_addr_rx: u64,
+    /// Subflows closed because their address was removed: `RmSubflow`.
+    pub rm_subflow: u64,
+    /// MP_PRIO sent: `MPPrioTx`.
+    pub mp_prio_tx: u64,
+    /// MP_PRIO received: `MPPrioRx`.
+    pub mp_prio_rx: u64,
+    /// Subflows marked stale (retransmission timeout with data outstanding).
+    pub subflow_stale: u64,
+    /// Stale subflows that acknowledged data again: `SubflowRecover`.
+    pub subflow_recover: u64,
+    /// Bytes mapped again on another subflow (reinjection).
+    pub reinjected_bytes: u64,
+    /// Reinjections of the oldest unacknowledged mapping because it blocked the
+    /// connection-level window (opportunistic retransmission).
+    pub opportunistic: u64,
+    /// Subflows penalised (window halved) for blocking the connection-level window.
+    pub penalties: u64,
 }
 
 /// A mapping this side sent on a subflow: the chunk tagged `tag`.
@@ -182,6 +230,51 @@ struct SubflowState {
     rx_maps: VecDeque<RxMap>,
     /// MP_JOIN state of an additional subflow (`None` for the initial subflow).
     join: Option<JoinState>,
+    /// Address ids of the local and remote ends (0 for the initial subflow's addresses).
+    local_id: u8,
+    remote_id: u8,
+    /// We asked for this subflow to be a backup (MP_JOIN's B bit, or MP_PRIO).
+    backup: bool,
+    /// The peer asked for this subflow to be a backup.
+    peer_backup: bool,
+    /// An MP_PRIO to send on this subflow (section 3.3.8: it applies to the subflow it is on).
+    prio_tx: Option<bool>,
+    /// The retransmission timer fired with data outstanding and nothing was acknowledged
+    /// since: the scheduler leaves it alone and its data went to the other subflows.
+    stale: bool,
+    /// Retransmission timeouts in a row without an acknowledgement.
+    rto_streak: u8,
+    /// The subflow's RTO count and acknowledged bytes when last looked at.
+    rto_seen: u64,
+    acked_seen: u64,
+    /// When the subflow was last penalised for blocking the connection-level window.
+    last_penalty: Option<Instant>,
+    /// The subflow is closed and what it held was handed to the others.
+    retired: bool,
+}
+
+impl SubflowState {
+    fn new(iss: TcpSeq, join: Option<JoinState>) -> Self {
+        SubflowState {
+            iss,
+            irs: TcpSeq(0),
+            next_tag: 0,
+            tx_maps: VecDeque::new(),
+            rx_maps: VecDeque::new(),
+            join,
+            local_id: 0,
+            remote_id: 0,
+            backup: false,
+            peer_backup: false,
+            prio_tx: None,
+            stale: false,
+            rto_streak: 0,
+            rto_seen: 0,
+            acked_seen: 0,
+            last_penalty: None,
+            retired: false,
+        }
+    }
 }
 
 /// The MP_JOIN handshake of one additional subflow (RFC 8684 section 3.2).
@@ -189,12 +282,6 @@ struct SubflowState {
 struct JoinState {
     local_nonce: u32,
     remote_nonce: u32,
-    local_id: u8,
-    remote_id: u8,
-    /// We asked for this subflow to be a backup.
-    backup: bool,
-    /// The peer asked for this subflow to be a backup.
-    peer_backup: bool,
     phase: JoinPhase,
 }
 
@@ -222,6 +309,35 @@ impl Subflow {
     /// The subflow's TCP connection (state, RTT, cwnd, counters).
     pub fn tcp(&self) -> &Connection {
         &self.tcp
+    }
+    /// The address id of the local end (0: the initial subflow's address).
+    pub fn local_id(&self) -> u8 {
+        self.st.local_id
+    }
+    /// The address id of the remote end.
+    pub fn remote_id(&self) -> u8 {
+        self.st.remote_id
+    }
+    /// Whether we asked the peer to treat this subflow as a backup.
+    pub fn backup(&self) -> bool {
+        self.st.backup
+    }
+    /// Whether the peer asked us to treat this subflow as a backup.
+    pub fn peer_backup(&self) -> bool {
+        self.st.peer_backup
+    }
+    /// Whether the subflow is stale (its retransmission timer fired and nothing was
+    /// acknowledged since).
+    pub fn is_stale(&self) -> bool {
+        self.st.stale
+    }
+    /// Whether it may carry data: established, joined, and not stale.
+    pub fn is_active(&self) -> bool {
+        usable(self) && !self.st.stale
+    }
+    /// Closed and handed over: its slot may be reused.
+    pub fn is_retired(&self) -> bool {
+        self.st.retired
     }
 }
 
@@ -273,6 +389,17 @@ struct Shared {
     infinite_tx: Option<(TcpSeq, Dsn)>,
     reset: bool,
     counters: Counters,
+    /// ADD_ADDR / REMOVE_ADDR state.
+    signals: Signals,
+    /// Address ids the peer removed, for the connection to act on after the segment.
+    removed_rx: Vec<u8>,
+    /// Something a path manager should look at changed (peer address learned or removed,
+    /// subflow closed).
+    pm_changed: bool,
+    /// DSN ranges to map again on another subflow (reinjection), oldest first.
+    reinject: VecDeque<(Dsn, u64)>,
+    /// The latest time the connection was given.
+    now: Instant,
 }
 
 impl Shared {
@@ -388,8 +515,8 @@ impl Hooks for SubflowHooks<'_> {
             match (j.phase, f.syn(), f.ack()) {
                 (JoinPhase::Handshake, true, false) => {
                     let _ = options.mptcp.push(MptcpRepr::Join(JoinRepr::Syn {
-                        backup: j.backup,
-                        addr_id: j.local_id,
+                        backup: self.st.backup,
+                        addr_id: self.st.local_id,
                         token: remote.token,
                         nonce: j.local_nonce,
                     }));
@@ -399,8 +526,8 @@ impl Hooks for SubflowHooks<'_> {
                     let hmac =
                         join_synack_hmac(sh.local.key, remote.key, j.local_nonce, j.remote_nonce);
                     let _ = options.mptcp.push(MptcpRepr::Join(JoinRepr::SynAck {
-                        backup: j.backup,
-                        addr_id: j.local_id,
+                        backup: self.st.backup,
+                        addr_id: self.st.local_id,
                         hmac,
                         nonce: j.local_nonce,
                     }));
@@ -505,10 +632,8 @@ impl Hooks for SubflowHooks<'_> {
         if let Some(dsn) = sh.awaiting_infinite {
             let _ = options.mptcp.push(MptcpRepr::Fail { dsn });
         }
-        let repr = MptcpRepr::Dss(dss);
-        if options.room() >= crate::wire::tcp::padded(repr.buffer_len()) {
-            let _ = options.mptcp.push(repr);
-        }
+        let pure_ack = info.len == 0 && !f.fin() && !dss.data_fin && sh.confirmed;
+        write_signals(sh, self.st, options, MptcpRepr::Dss(dss), pure_ack);
     }
 
     fn on_receive(&mut self, seg: &TcpSegment<'_>) {
@@ -536,8 +661,8 @@ impl Hooks for SubflowHooks<'_> {
                             == join_synack_hmac(remote.key, sh.local.key, nonce, j.local_nonce) =>
                         {
                             j.remote_nonce = nonce;
-                            j.remote_id = addr_id;
-                            j.peer_backup = backup;
+                            self.st.remote_id = addr_id;
+                            self.st.peer_backup = backup;
                             j.phase = JoinPhase::AckSent;
                             sh.counters.mp_join_synack_rx += 1;
                         }
@@ -716,6 +841,38 @@ impl Hooks for SubflowHooks<'_> {
                     }
                 }
                 MptcpRepr::TcpRst(_) => sh.counters.mp_rst_rx += 1,
+                MptcpRepr::AddAddr(a) => {
+                    let Some(remote) = sh.remote else { continue };
+                    let c = &mut sh.counters;
+                    match sh.signals.on_add_addr(&a, sh.local.key, remote.key) {
+                        AddAddrOutcome::Echo => c.echo_add_rx += 1,
+                        AddAddrOutcome::Learned => {
+                            c.add_addr_rx += 1;
+                            sh.pm_changed = true;
+                        }
+                        AddAddrOutcome::Repeat => c.add_addr_rx += 1,
+                        AddAddrOutcome::OverLimit => {
+                            c.add_addr_rx += 1;
+                            c.add_addr_drop += 1;
+                        }
+                        AddAddrOutcome::BadHmac => c.add_addr_bad_hmac += 1,
+                    }
+                }
+                MptcpRepr::RemoveAddr(list) => {
+                    sh.counters.rm_addr_rx += 1;
+                    for &id in list.as_slice() {
+                        sh.signals.on_remove(id);
+                        if !sh.removed_rx.contains(&id) && sh.removed_rx.len() < MAX_REMOVED_RX {
+                            sh.removed_rx.push(id);
+                        }
+                    }
+                    sh.pm_changed = true;
+                }
+                MptcpRepr::Prio { backup } => {
+                    // Section 3.3.8: MP_PRIO changes the priority of the subflow it arrives on.
+                    sh.counters.mp_prio_rx += 1;
+                    self.st.peer_backup = backup;
+                }
                 MptcpRepr::Fail { dsn } => {
                     sh.counters.mp_fail_rx += 1;
                     // Our own MP_FAIL echoed back needs nothing; otherwise the peer asks us to
@@ -748,6 +905,66 @@ impl Hooks for SubflowHooks<'_> {
     }
 }
 
+/// The most REMOVE_ADDR ids waiting to be acted on.
+const MAX_REMOVED_RX: usize = 16;
+
+/// Put the DSS and any pending signal (ADD_ADDR or its echo, REMOVE_ADDR, this subflow's
+/// MP_PRIO) on an outgoing segment, as far as they fit in the 40 bytes of option space.
+/// Signals go only on pure ACKs (`pure_ack`): a data segment's mapping always has priority.
+fn write_signals(
+    sh: &mut Shared,
+    st: &mut SubflowState,
+    options: &mut TcpOptions,
+    dss: MptcpRepr,
+    pure_ack: bool,
+) {
+    let need = |r: &MptcpRepr| crate::wire::tcp::padded(r.buffer_len());
+    let dss_len = need(&dss);
+    let mut keep_dss = true;
+    if pure_ack && let Some(remote) = sh.remote {
+        if let Some(add) = sh.signals.next_add_addr(sh.local.key, remote.key) {
+            let r = MptcpRepr::AddAddr(add);
+            let n = need(&r);
+            if options.room() < n + dss_len {
+                // It does not fit beside the DATA_ACK: it goes alone on this pure ACK (the next
+                // segment carries the DATA_ACK). An IPv6 ADD_ADDR with a port and HMAC (30
+                // bytes) does not fit beside timestamps either: this one ACK goes without them.
+                keep_dss = false;
+                if options.room() < n {
+                    options.timestamp = None;
+                }
+            }
+            if options.room() >= n && options.mptcp.push(r).is_ok() {
+                sh.signals.sent_add_addr(&add, sh.now);
+                if add.is_echo() {
+                    sh.counters.echo_add_tx += 1;
+                } else {
+                    sh.counters.add_addr_tx += 1;
+                }
+            }
+        }
+        let reserve = if keep_dss { dss_len } else { 0 };
+        if let Some(list) = sh.signals.next_remove() {
+            let r = MptcpRepr::RemoveAddr(list);
+            if options.room() >= need(&r) + reserve && options.mptcp.push(r).is_ok() {
+                sh.signals.sent_remove();
+                sh.counters.rm_addr_tx += 1;
+            }
+        }
+    }
+    if let Some(backup) = st.prio_tx {
+        let r = MptcpRepr::Prio { backup };
+        let reserve = if keep_dss { dss_len } else { 0 };
+        if options.room() >= need(&r) + reserve && options.mptcp.push(r).is_ok() {
+            st.prio_tx = None;
+            sh.counters.mp_prio_tx += 1;
+        }
+    }
+    if keep_dss && options.room() >= dss_len {
+        let _ = options.mptcp.push(dss);
+    }
+}
+
 fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters) {
     if let Some(known) = maps.iter().find(|m| m.ssn == map.ssn) {
         if known.dsn != map.dsn || known.len != map.len {
@@ -771,42 +988,96 @@ fn usable(sub: &Subflow) -> bool {
             .is_none_or(|j| j.phase == JoinPhase::Established)
 }
 
-/// The default scheduler, min-RTT: among usable subflows with room, the one with the lowest
-/// smoothed RTT; backups only when no other subflow is usable. With one usable subflow,
-/// everything the send buffer holds goes to it; with several, each gets at most about two
-/// congestion windows queued, so the choice is made again as windows open. Returns the
-/// subflow and the bytes it may take.
-fn schedule(subflows: &[Subflow], initial_only: bool) -> Option<(usize, usize)> {
-    let usable_count = subflows.iter().filter(|s| usable(s)).count();
-    let is_backup = |s: &Subflow| s.st.join.is_some_and(|j| j.backup || j.peer_backup);
-    // Backups carry data only when no other subflow is usable (RFC 8684 section 3.3.8).
-    let primary_alive = subflows.iter().any(|s| usable(s) && !is_backup(s));
-    let mut best: Option<(bool, u64, usize, usize)> = None;
-    for (i, sub) in subflows.iter().enumerate() {
-        if !usable(sub) || (initial_only && i != 0) {
-            continue;
-        }
-        let tcp = &sub.tcp;
-        let mut room = tcp.send_capacity();
-        if usable_count > 1 {
-            let budget = 2 * tcp.cwnd() + tcp.mss();
-            room = room.min(budget.saturating_sub(tcp.send_queue()));
-        }
-        if room == 0 {
-            continue;
-        }
-        let backup = is_backup(sub);
-        if backup && primary_alive {
-            continue;
-        }
-        let rtt = tcp.srtt().map_or(u64::MAX, |d| d.total_micros());
-        let key = (backup, rtt, i, room);
-        if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
-            best = Some(key);
-        }
-    }
-    best.map(|(_, _, i, room)| (i, room))
+/// Whether either side asked for subflow `sub` to be a backup.
+fn is_backup(sub: &Subflow) -> bool {
+    sub.st.backup || sub.st.peer_backup
 }
+
+/// What the scheduler sees of subflow `sub`.
+fn sched_info(sub: &Subflow) -> SubflowInfo {
+    let tcp = &sub.tcp;
+    SubflowInfo {
+        usable: usable(sub),
+        stale: sub.st.stale,
+        failed: sub.st.stale && sub.st.rto_streak >= 2,
+        backup: is_backup(sub),
+        srtt: tcp.srtt(),
+        cwnd: tcp.cwnd(),
+        mss: tcp.mss(),
+        queued: tcp.send_queue(),
+        capacity: tcp.send_capacity(),
+    }
+}
+
+/// Map `len` bytes of the send buffer from `dsn` onto subflow `sub` as one mapping (a chunk the
+/// subflow engine never merges with another). Returns false when the subflow took nothing.
+fn map_range(
+    sh: &mut Shared,
+    sub: &mut Subflow,
+    scratch: &mut Vec<u8>,
+    dsn: Dsn,
+    len: usize,
+    capable: bool,
+) -> bool {
+    let offset = dsn.distance_from(sh.snd_una);
+    if len == 0 || offset < 0 || offset as usize + len > sh.tx.len() {
+        return false;
+    }
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    let data = &mut scratch[..len];
+    sh.tx.read_at(offset as usize, data);
+    let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
+    let checksum = sh.checksum.then(|| {
+        let mut c = DssChecksum::new(dsn, ssn_rel, len as u16);
+        c.update(data);
+        c.finish()
+    });
+    let tag = sub.st.next_tag;
+    if !sub.tcp.send_chunk(data, tag) {
+        return false;
+    }
+    sub.st.next_tag += 1;
+    sub.st.tx_maps.push_back(TxMap {
+        tag,
+        dsn,
+        len: len as u16,
+        checksum,
+        capable,
+    });
+    true
+}
+
+/// Queue the data of `maps` that the peer has not DATA_ACKed for reinjection.
+fn queue_reinjection(sh: &mut Shared, maps: &VecDeque<TxMap>) {
+    for m in maps {
+        let end = m.dsn + u64::from(m.len);
+        if end.distance_from(sh.snd_una) <= 0 {
+            continue;
+        }
+        if sh.reinject.len() >= MAX_REINJECT_RANGES {
+            // Bounded: the oldest ranges are the ones that block the window; newer data is
+            // still with its subflow's own retransmissions.
+            break;
+        }
+        sh.reinject.push_back((m.dsn, u64::from(m.len)));
+    }
+}
+
+/// The most DSN ranges waiting for reinjection.
+const MAX_REINJECT_RANGES: usize = 1024;
+
+/// The active subflow with the lowest RTT, for signals and DATA_FINs.
+fn best_active(subflows: &mut [Subflow]) -> Option<&mut Subflow> {
+    subflows
+        .iter_mut()
+        .filter(|s| usable(s) && !s.st.stale)
+        .min_by_key(|s| s.tcp.srtt().map_or(u64::MAX, |d| d.total_micros()))
+}
+
+/// The most subflows a connection holds (the scheduler's snapshot lives on the stack).
+pub const MAX_SUBFLOWS: usize = 16;
 
 /// An MPTCP connection (see the module docs).
 #[derive(Debug)]
@@ -818,6 +1089,9 @@ pub struct MptcpConnection {
     /// Retransmission of a DATA_FIN that no data segment carries (it rides on pure ACKs).
     fin_timer: Option<Instant>,
     fin_backoff: u32,
+    scheduler: Box<dyn Scheduler>,
+    /// The DSN last reinjected by opportunistic retransmission (once per DSN).
+    last_opportunistic: Option<Dsn>,
 }
 
 impl MptcpConnection {
@@ -852,22 +1126,22 @@ impl MptcpConnection {
                 infinite_tx: None,
                 reset: false,
                 counters: Counters::default(),
+                signals: Signals::default(),
+                removed_rx: Vec::new(),
+                pm_changed: false,
+                reinject: VecDeque::new(),
+                now: Instant::from_millis(0),
             },
             subflows: vec![Subflow {
                 tcp,
-                st: SubflowState {
-                    join: None,
-                    iss,
-                    irs: TcpSeq(0),
-                    next_tag: 0,
-                    tx_maps: VecDeque::new(),
-                    rx_maps: VecDeque::new(),
-                },
+                st: SubflowState::new(iss, None),
             }],
             max_mapping: cfg.max_mapping.clamp(1, 65_534),
             scratch: Vec::new(),
             fin_timer: None,
             fin_backoff: 0,
+            scheduler: cfg.scheduler.build(),
+            last_opportunistic: None,
         }
     }
 
@@ -942,14 +1216,13 @@ impl MptcpConnection {
         let join = JoinState {
             local_nonce: nonce,
             remote_nonce: 0,
-            local_id,
-            remote_id: 0,
-            backup,
-            peer_backup: false,
             phase: JoinPhase::Handshake,
         };
-        self.push_subflow(tcp, join);
-        Some(self.subflows.len() - 1)
+        let i = self.push_subflow(tcp, join);
+        let st = &mut self.subflows[i].st;
+        st.local_id = local_id;
+        st.backup = backup;
+        Some(i)
     }
 
     /// Server side: a SYN with MP_JOIN carrying this connection's token arrived; `tcp` is the
@@ -980,37 +1253,149 @@ impl MptcpConnection {
         let join = JoinState {
             local_nonce: nonce,
             remote_nonce,
-            local_id,
-            remote_id: addr_id,
-            backup: false,
-            peer_backup: backup,
             phase: JoinPhase::Handshake,
         };
         let irs = syn.seq;
-        self.push_subflow(tcp, join);
-        let i = self.subflows.len() - 1;
-        self.subflows[i].st.irs = irs;
+        let i = self.push_subflow(tcp, join);
+        let st = &mut self.subflows[i].st;
+        st.irs = irs;
+        st.local_id = local_id;
+        st.remote_id = addr_id;
+        st.peer_backup = backup;
         Some(i)
     }
 
-    fn push_subflow(&mut self, tcp: Connection, join: JoinState) {
-        let iss = tcp.iss();
-        self.subflows.push(Subflow {
-            tcp,
-            st: SubflowState {
-                join: Some(join),
-                iss,
-                irs: TcpSeq(0),
-                next_tag: 0,
-                tx_maps: VecDeque::new(),
-                rx_maps: VecDeque::new(),
-            },
-        });
+    /// Add a joining subflow, in the slot of a retired one when there is one (so the subflow
+    /// count stays bounded as paths fail and come back). Returns its index.
+    fn push_subflow(&mut self, tcp: Connection, join: JoinState) -> usize {
+        let st = SubflowState::new(tcp.iss(), Some(join));
+        let sub = Subflow { tcp, st };
+        match self.reusable_slot() {
+            Some(i) => {
+                self.subflows[i] = sub;
+                i
+            }
+            None => {
+                self.subflows.push(sub);
+                self.subflows.len() - 1
+            }
+        }
+    }
+
+    /// A slot whose subflow is closed and retired (never the initial subflow's: index 0 stays
+    /// the connection's first subflow).
+    pub fn reusable_slot(&self) -> Option<usize> {
+        (1..self.subflows.len()).find(|&i| {
+            let s = &self.subflows[i];
+            s.st.retired && s.tcp.is_closed()
+        })
+    }
+
+    /// Subflows that are not closed.
+    pub fn live_subflows(&self) -> usize {
+        self.subflows.iter().filter(|s| !s.tcp.is_closed()).count()
     }
 
     /// The MP_JOIN phase of subflow `i` (`None` for the initial subflow).
     pub fn join_phase(&self, i: usize) -> Option<JoinPhase> {
         self.subflows.get(i)?.st.join.map(|j| j.phase)
+    }
+
+    // ---- path management -----------------------------------------------------------------------
+
+    /// Use `scheduler` from now on.
+    pub fn set_scheduler(&mut self, scheduler: Box<dyn Scheduler>) {
+        self.scheduler = scheduler;
+    }
+
+    /// The scheduler's name.
+    pub fn scheduler_name(&self) -> &'static str {
+        self.scheduler.name()
+    }
+
+    /// Announce one of our addresses to the peer with ADD_ADDR (section 3.4.1), sent with its
+    /// HMAC and repeated until echoed. Returns false if MPTCP is not in use or too many
+    /// addresses are announced already.
+    pub fn announce(&mut self, id: u8, addr: std::net::IpAddr, port: Option<u16>) -> bool {
+        if self.sh.mode != Mode::Mptcp {
+            return false;
+        }
+        let ok = self.sh.signals.announce(id, addr, port);
+        self.kick_signals();
+        ok
+    }
+
+    /// Withdraw our address `id` (section 3.4.2): REMOVE_ADDR to the peer, and every subflow
+    /// using it is reset, its data handed to the others at once.
+    pub fn withdraw(&mut self, id: u8) {
+        if self.sh.mode != Mode::Mptcp {
+            return;
+        }
+        self.sh.signals.withdraw(id);
+        for s in &mut self.subflows {
+            if s.st.local_id == id && s.tcp.state() != State::Closed {
+                s.tcp.abort();
+            }
+        }
+        self.push_data();
+        self.kick_signals();
+    }
+
+    /// Reset subflow `i` (its path is gone, or the application asked): what it held goes to
+    /// the other subflows at once.
+    pub fn close_subflow(&mut self, i: usize) {
+        if self.sh.mode != Mode::Mptcp {
+            return;
+        }
+        if let Some(s) = self.subflows.get_mut(i)
+            && s.tcp.state() != State::Closed
+        {
+            s.tcp.abort();
+            self.push_data();
+        }
+    }
+
+    /// Ask the peer to use subflow `i` only as a backup, or not (MP_PRIO, section 3.3.8); our
+    /// own scheduler follows the same choice.
+    pub fn set_backup(&mut self, i: usize, backup: bool) {
+        if self.sh.mode != Mode::Mptcp {
+            return;
+        }
+        if let Some(s) = self.subflows.get_mut(i)
+            && s.st.backup != backup
+        {
+            s.st.backup = backup;
+            s.st.prio_tx = Some(backup);
+        }
+        self.push_data();
+        self.kick_signals();
+    }
+
+    /// The addresses the peer announced (with a valid HMAC) and has not removed.
+    pub fn remote_addresses(&self) -> &[RemoteAddr] {
+        self.sh.signals.remote()
+    }
+
+    /// Our announcements and where they stand.
+    pub fn announcements(&self) -> &[Announcement] {
+        self.sh.signals.announced()
+    }
+
+    /// Whether something a path manager acts on changed since the last call (a peer address
+    /// learned or removed, a subflow closed); clears the flag.
+    pub fn take_path_changes(&mut self) -> bool {
+        std::mem::take(&mut self.sh.pm_changed)
+    }
+
+    /// MPTCP in use, both keys known and the peer confirmed it has ours: subflows may join
+    /// and addresses may be announced.
+    pub fn is_fully_established(&self) -> bool {
+        self.can_join() && self.sh.confirmed && !self.is_closed()
+    }
+
+    /// Which side opened the connection.
+    pub fn role(&self) -> Role {
+        self.sh.role
     }
 
     fn init_send_side(&mut self) {
@@ -1073,19 +1458,36 @@ impl MptcpConnection {
         self.subflows.iter().all(|s| s.tcp.is_closed())
     }
 
-    /// Why the connection failed, if it did.
+    /// Why the connection failed, if it did. With MPTCP, the connection lives while any
+    /// subflow does: the loss of one path is not the connection's failure.
     pub fn error(&self) -> Option<tcp::ConnError> {
         if self.sh.fastclose_rx || self.sh.reset {
             return Some(tcp::ConnError::Reset);
         }
-        self.subflows[0].tcp.error()
+        if self.sh.mode != Mode::Mptcp {
+            return self.subflows[0].tcp.error();
+        }
+        let finished = self.sh.data_fin_acked && self.sh.data_fin_received;
+        if finished || self.subflows.iter().any(|s| s.tcp.state() != State::Closed) {
+            return None;
+        }
+        self.subflows
+            .iter()
+            .find_map(|s| s.tcp.error())
+            .or(Some(tcp::ConnError::Reset))
     }
 
     // ---- application side ----------------------------------------------------------------------
 
     /// Whether the application may still send.
     pub fn can_send(&self) -> bool {
-        !self.sh.fin_queued && !self.sh.fastclose_tx && self.subflows[0].tcp.can_send()
+        if self.sh.fin_queued || self.sh.fastclose_tx || self.sh.reset {
+            return false;
+        }
+        match self.sh.mode {
+            Mode::Mptcp => self.subflows.iter().any(|s| s.tcp.can_send()),
+            _ => self.subflows[0].tcp.can_send(),
+        }
     }
 
     /// Room in the connection-level send buffer.
@@ -1173,6 +1575,7 @@ impl MptcpConnection {
         };
         let joining = sub.st.join.is_some_and(|j| j.phase == JoinPhase::Handshake);
         self.sh.window_base = None;
+        self.sh.now = now;
         sub.tcp.handle_segment(
             now,
             seg,
@@ -1211,18 +1614,100 @@ impl MptcpConnection {
             }
             return;
         }
+        // A stale subflow that acknowledges new data is back (its path works again).
+        let acked = sub.tcp.stats().bytes_acked;
+        if acked > sub.st.acked_seen {
+            sub.st.rto_streak = 0;
+            if sub.st.stale {
+                sub.st.stale = false;
+                self.sh.counters.subflow_recover += 1;
+            }
+        }
+        sub.st.acked_seen = acked;
+        self.remove_peer_addresses();
         self.pull_data();
         self.push_data();
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
+        self.kick_signals();
+    }
+
+    /// Section 3.4.2: subflows to an address the peer removed are closed (reset: the address
+    /// is gone), and what they held goes to the other subflows.
+    fn remove_peer_addresses(&mut self) {
+        while let Some(id) = self.sh.removed_rx.pop() {
+            for s in &mut self.subflows {
+                if s.st.remote_id == id && s.tcp.state() != State::Closed {
+                    s.tcp.abort();
+                    self.sh.counters.rm_subflow += 1;
+                }
+            }
+        }
+    }
+
+    /// Make sure a pending signal (ADD_ADDR, echo, REMOVE_ADDR, MP_PRIO) gets a pure ACK.
+    fn kick_signals(&mut self) {
+        if self.sh.mode != Mode::Mptcp || !self.sh.confirmed || self.sh.remote.is_none() {
+            return;
+        }
+        for s in &mut self.subflows {
+            if s.st.prio_tx.is_some() && usable(s) {
+                s.tcp.request_ack();
+            }
+        }
+        if self.sh.signals.pending()
+            && let Some(s) = best_active(&mut self.subflows)
+        {
+            s.tcp.request_ack();
+        }
+    }
+
+    /// Subflows whose retransmission timer fired with data outstanding become stale while
+    /// another subflow is active: the scheduler leaves them alone and their unacknowledged
+    /// data is reinjected at once (the data level does not wait for their backoff).
+    fn detect_stale(&mut self) {
+        if self.sh.mode != Mode::Mptcp {
+            return;
+        }
+        for i in 0..self.subflows.len() {
+            let rtos = self.subflows[i].tcp.stats().rto_expiries;
+            let sub = &self.subflows[i];
+            if rtos == sub.st.rto_seen {
+                continue;
+            }
+            let outstanding = sub.tcp.send_queue() > 0 && !sub.st.tx_maps.is_empty();
+            let others = self
+                .subflows
+                .iter()
+                .enumerate()
+                .any(|(j, s)| j != i && usable(s) && !s.st.stale);
+            let sub = &mut self.subflows[i];
+            sub.st.rto_streak = sub
+                .st
+                .rto_streak
+                .saturating_add((rtos - sub.st.rto_seen).min(255) as u8);
+            sub.st.rto_seen = rtos;
+            if sub.st.stale || !outstanding || !others || !usable(sub) {
+                continue;
+            }
+            sub.st.stale = true;
+            sub.st.acked_seen = sub.tcp.stats().bytes_acked;
+            self.sh.counters.subflow_stale += 1;
+            queue_reinjection(&mut self.sh, &sub.st.tx_maps);
+        }
     }
 
     /// Run timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.sh.now = now;
         for s in &mut self.subflows {
             if s.tcp.poll_timeout().is_some_and(|t| t <= now) {
                 s.tcp.handle_timeout(now);
             }
+        }
+        self.detect_stale();
+        if self.sh.signals.poll_timeout().is_some_and(|t| t <= now) {
+            self.sh.counters.add_addr_given_up += self.sh.signals.handle_timeout(now);
         }
         if self.fin_timer.is_some_and(|t| t <= now) {
             // Send the DATA_FIN again on an ACK, backing off like an RTO.
@@ -1235,6 +1720,7 @@ impl MptcpConnection {
         self.push_data();
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
+        self.kick_signals();
     }
 
     fn arm_fin_timer(&mut self, now: Instant) {
@@ -1255,6 +1741,7 @@ impl MptcpConnection {
             .iter()
             .filter_map(|s| s.tcp.poll_timeout())
             .chain(self.fin_timer)
+            .chain(self.sh.signals.poll_timeout())
             .min()
     }
 
@@ -1281,6 +1768,7 @@ impl MptcpConnection {
 
     /// The next packet of any subflow.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.sh.now = now;
         self.arm_fin_timer(now);
         for sub in &mut self.subflows {
             if !sub.tcp.wants_to_transmit() {
@@ -1302,20 +1790,8 @@ impl MptcpConnection {
 
     /// Move data from the connection-level send buffer into subflows, as mappings.
     fn push_data(&mut self) {
-        for sub in &mut self.subflows {
-            // Forget mappings the subflow has fully delivered: the chunks still in its send
-            // buffer are the last ones, so pop from the front while the rest cover it.
-            let pending = sub.tcp.send_queue();
-            let mut queued: usize = sub.st.tx_maps.iter().map(|m| usize::from(m.len)).sum();
-            while let Some(front) = sub.st.tx_maps.front() {
-                let len = usize::from(front.len);
-                if queued - len < pending {
-                    break;
-                }
-                queued -= len;
-                sub.st.tx_maps.pop_front();
-            }
-        }
+        self.prune_tx_maps();
+        self.retire_closed_subflows();
         let sh = &mut self.sh;
         if sh.mode == Mode::Pending {
             return;
@@ -1371,21 +1847,24 @@ impl MptcpConnection {
             }
             return;
         }
+        let n = self.subflows.len().min(MAX_SUBFLOWS);
+        let unconfirmed_client = sh.role == Role::Client && !sh.confirmed;
+        let mut infos = [SubflowInfo::default(); MAX_SUBFLOWS];
+        for (i, sub) in self.subflows.iter().take(n).enumerate() {
+            infos[i] = sched_info(sub);
+            // Before the server confirmed our key, only the initial subflow carries data.
+            if unconfirmed_client && i != 0 {
+                infos[i].usable = false;
+            }
+        }
+        let infos = &mut infos[..n];
+        self.reinject_pending(infos);
+        let sh = &mut self.sh;
+        let mut window_blocked = false;
         loop {
             let mapped = sh.snd_nxt.distance_from(sh.snd_una) as usize;
             let unmapped = sh.tx.len().saturating_sub(mapped);
             if unmapped == 0 {
-                break;
-            }
-            let unconfirmed_client = sh.role == Role::Client && !sh.confirmed;
-            let Some((i, room)) = schedule(&self.subflows, unconfirmed_client) else {
-                break;
-            };
-            let sub = &mut self.subflows[i];
-            // MP_CAPABLE with data describes the client's first mapping, one segment's worth;
-            // further data waits for the server's DSS.
-            let capable = unconfirmed_client && i == 0 && sub.st.next_tag == 0;
-            if unconfirmed_client && !capable {
                 break;
             }
             // The peer's data-level receive window is shared by all subflows (section 3.3.4):
@@ -1394,37 +1873,58 @@ impl MptcpConnection {
                 .wnd_end
                 .map_or(usize::MAX, |e| e.distance_from(sh.snd_nxt).max(0) as usize);
             if window == 0 {
+                window_blocked = true;
                 break;
             }
-            let mut len = unmapped.min(room).min(self.max_mapping).min(window);
+            let Some(pick) = self.scheduler.pick(infos) else {
+                break;
+            };
+            let i = pick.subflow;
+            let sub = &mut self.subflows[i];
+            // MP_CAPABLE with data describes the client's first mapping, one segment's worth;
+            // further data waits for the server's DSS.
+            let capable = unconfirmed_client && i == 0 && sub.st.next_tag == 0;
+            if unconfirmed_client && !capable {
+                break;
+            }
+            let mut len = unmapped
+                .min(pick.max_bytes)
+                .min(self.max_mapping)
+                .min(window);
             if capable {
                 len = len.min(sub.tcp.mss());
             }
-            if self.scratch.len() < len {
-                self.scratch.resize(len, 0);
-            }
-            let data = &mut self.scratch[..len];
-            sh.tx.read_at(mapped, data);
-            let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
-            let checksum = sh.checksum.then(|| {
-                let mut c = DssChecksum::new(sh.snd_nxt, ssn_rel, len as u16);
-                c.update(data);
-                c.finish()
-            });
-            let tag = sub.st.next_tag;
-            if !sub.tcp.send_chunk(data, tag) {
+            let dsn = sh.snd_nxt;
+            if !map_range(sh, sub, &mut self.scratch, dsn, len, capable) {
                 break;
             }
-            sub.st.next_tag += 1;
-            sub.st.tx_maps.push_back(TxMap {
-                tag,
-                dsn: sh.snd_nxt,
-                len: len as u16,
-                checksum,
-                capable,
-            });
+            infos[i] = sched_info(sub);
             sh.snd_nxt = sh.snd_nxt + len as u64;
+            if self.scheduler.redundant() {
+                // Redundant scheduling: the same mapping on every other candidate with room.
+                let in_use = sched::candidates(infos).count();
+                for j in 0..infos.len() {
+                    let eligible = sched::candidates(infos).any(|(k, _)| k == j);
+                    if j == i || !eligible || sched::room(&infos[j], in_use) < len {
+                        continue;
+                    }
+                    if map_range(
+                        sh,
+                        &mut self.subflows[j],
+                        &mut self.scratch,
+                        dsn,
+                        len,
+                        false,
+                    ) {
+                        infos[j] = sched_info(&self.subflows[j]);
+                    }
+                }
+            }
         }
+        if window_blocked {
+            self.opportunistic_retransmit(infos);
+        }
+        let sh = &mut self.sh;
         // A DATA_FIN rides on an ACK once every byte is mapped.
         if sh.fin_queued
             && sh.data_fin_dsn().is_some()
@@ -1432,9 +1932,147 @@ impl MptcpConnection {
             && !sh.data_fin_signalled
         {
             sh.data_fin_signalled = true;
-            if let Some(sub) = self.subflows.iter_mut().find(|s| usable(s)) {
+            if let Some(sub) = best_active(&mut self.subflows) {
                 sub.tcp.request_ack();
             }
+        }
+    }
+
+    /// Forget mappings the subflows have fully delivered: the chunks still in a subflow's send
+    /// buffer are its last ones, so pop from the front while the rest cover them.
+    fn prune_tx_maps(&mut self) {
+        for sub in &mut self.subflows {
+            if sub.tcp.state() == State::Closed {
+                // What a closed subflow held is handed over in `retire_closed_subflows`.
+                continue;
+            }
+            let pending = sub.tcp.send_queue();
+            let mut queued: usize = sub.st.tx_maps.iter().map(|m| usize::from(m.len)).sum();
+            while let Some(front) = sub.st.tx_maps.front() {
+                let len = usize::from(front.len);
+                if queued - len < pending {
+                    break;
+                }
+                queued -= len;
+                sub.st.tx_maps.pop_front();
+            }
+        }
+    }
+
+    /// A subflow that closed (reset, timed out, removed) hands what the peer has not DATA_ACKed
+    /// to the others at once, and its slot may be reused.
+    fn retire_closed_subflows(&mut self) {
+        for sub in &mut self.subflows {
+            if sub.st.retired || sub.tcp.state() != State::Closed {
+                continue;
+            }
+            sub.st.retired = true;
+            self.sh.pm_changed = true;
+            if self.sh.mode == Mode::Mptcp {
+                queue_reinjection(&mut self.sh, &sub.st.tx_maps);
+            }
+            sub.st.tx_maps.clear();
+        }
+    }
+
+    /// Map the queued reinjection ranges on the scheduler's choice of subflow (stale and closed
+    /// subflows are not candidates, so the data leaves the subflow that held it).
+    fn reinject_pending(&mut self, infos: &mut [SubflowInfo]) {
+        let sh = &mut self.sh;
+        while let Some(&(dsn, len)) = sh.reinject.front() {
+            let end = dsn + len;
+            if end.distance_from(sh.snd_una) <= 0 {
+                sh.reinject.pop_front();
+                continue;
+            }
+            let start = if dsn.distance_from(sh.snd_una) < 0 {
+                sh.snd_una
+            } else {
+                dsn
+            };
+            let remaining = end.distance_from(start) as usize;
+            let Some(pick) = self.scheduler.pick(infos) else {
+                break;
+            };
+            let i = pick.subflow;
+            let n = remaining.min(pick.max_bytes).min(self.max_mapping);
+            if !map_range(
+                sh,
+                &mut self.subflows[i],
+                &mut self.scratch,
+                start,
+                n,
+                false,
+            ) {
+                break;
+            }
+            infos[i] = sched_info(&self.subflows[i]);
+            sh.counters.reinjected_bytes += n as u64;
+            if n == remaining {
+                sh.reinject.pop_front();
+            } else if let Some(front) = sh.reinject.front_mut() {
+                *front = (start + n as u64, (remaining - n) as u64);
+            }
+        }
+    }
+
+    /// Opportunistic retransmission: the connection-level window is full and the oldest
+    /// unacknowledged data sits on a slower subflow, while a faster one has room. Send that
+    /// mapping again on the faster subflow, and penalise the slow one (at most once per its
+    /// RTT) so it holds less of the window.
+    fn opportunistic_retransmit(&mut self, infos: &mut [SubflowInfo]) {
+        let sh = &mut self.sh;
+        if self.last_opportunistic == Some(sh.snd_una) {
+            return;
+        }
+        let una = sh.snd_una;
+        let covers = |m: &TxMap| {
+            una.distance_from(m.dsn) >= 0 && una.distance_from(m.dsn + u64::from(m.len)) < 0
+        };
+        let Some((holder, map)) = self
+            .subflows
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.st.tx_maps.iter().find(|m| covers(m)).map(|m| (i, *m)))
+        else {
+            return;
+        };
+        let holder_rtt = infos[holder].srtt.map_or(u64::MAX, |d| d.total_micros());
+        let in_use = sched::candidates(infos).count();
+        let Some((fast, room)) = sched::candidates(infos)
+            .filter(|&(i, s)| i != holder && s.srtt.is_some_and(|d| d.total_micros() < holder_rtt))
+            .map(|(i, s)| (i, sched::room(s, in_use.max(2))))
+            .filter(|&(_, r)| r > 0)
+            .min_by_key(|&(i, _)| infos[i].srtt.map(|d| d.total_micros()))
+        else {
+            return;
+        };
+        let end = map.dsn + u64::from(map.len);
+        let len = (end.distance_from(una) as usize).min(room);
+        if !map_range(
+            sh,
+            &mut self.subflows[fast],
+            &mut self.scratch,
+            una,
+            len,
+            false,
+        ) {
+            return;
+        }
+        infos[fast] = sched_info(&self.subflows[fast]);
+        self.last_opportunistic = Some(una);
+        sh.counters.opportunistic += 1;
+        sh.counters.reinjected_bytes += len as u64;
+        let now = sh.now;
+        let slow = &mut self.subflows[holder];
+        let due = match (slow.st.last_penalty, slow.tcp.srtt()) {
+            (Some(t), Some(rtt)) => now >= t + rtt,
+            _ => true,
+        };
+        if due {
+            slow.st.last_penalty = Some(now);
+            slow.tcp.penalize(now);
+            sh.counters.penalties += 1;
         }
     }
 
