@@ -6,11 +6,13 @@
 //! Coupling works on snapshots, through a pure function; no controller ever points at another:
 //!
 //! 1. each subflow's controller describes itself in a [`PathSample`]
-//!    (`Connection::cc_path_sample`: window and MSS in bytes, smoothed RTT, and for OLIA the
-//!    bytes acknowledged between and since its last losses, which the controller counts);
+//!    ([`Connection::cc_path_sample`](super::Connection::cc_path_sample): window and MSS in
+//!    bytes, smoothed RTT, and for OLIA the bytes acknowledged between and since its last
+//!    losses, which the controller counts);
 //! 2. [`couple`] turns the samples of all subflows into one [`Coupling`] per subflow, written
 //!    into the caller's slice (no allocation);
-//! 3. each controller takes its [`Coupling`] (`Connection::set_coupling`) and uses it for the
+//! 3. each controller takes its [`Coupling`]
+//!    ([`Connection::set_coupling`](super::Connection::set_coupling)) and uses it for the
 //!    congestion-avoidance increase until the next one arrives.
 //!
 //! The MPTCP layer refreshes the couplings after every ACK on any subflow (or less often: a
@@ -19,6 +21,35 @@
 //! controller reads its own. [`Coupling::UNCOUPLED`] (also the default, and what [`couple`]
 //! gives for a single path or degenerate input) makes [`Lia`] and [`Olia`] behave exactly like
 //! [`Reno`](super::cc::Reno).
+//!
+//! With subflows holding a `tcp: Connection`, after an ACK on any of them (buffers kept by the
+//! caller, so nothing is allocated per ACK):
+//!
+//! ```
+//! use mptcp_stack::tcp::cc::{CcAlgorithm, CongestionControl};
+//! use mptcp_stack::tcp::coupled::{couple, Coupling, PathSample};
+//!
+//! // Stand-ins for `subflow.tcp`; with a `Connection` call `cc_path_sample()` and
+//! // `set_coupling(c)` the same way.
+//! let mut subflows: Vec<Box<dyn CongestionControl>> =
+//!     (0..3).map(|_| CcAlgorithm::Lia.build(1448)).collect();
+//! let mut samples = [PathSample::default(); 8];
+//! let mut couplings = [Coupling::UNCOUPLED; 8];
+//!
+//! // Size the buffers for the most subflows a connection may have (8 here).
+//! let n = subflows.len().min(samples.len());
+//! for (sample, cc) in samples.iter_mut().zip(&subflows) {
+//!     *sample = cc.path_sample(1448, None);
+//! }
+//! couple(&samples[..n], &mut couplings[..n]);
+//! for (cc, c) in subflows.iter_mut().zip(&couplings) {
+//!     cc.set_coupling(c);
+//! }
+//! // Three equal paths (equal RTTs): alpha = cwnd_max / cwnd_total = 1/3, and together they
+//! // grow by alpha MSS per RTT, a third of what one Reno flow would.
+//! let alpha = couplings[0].lia.unwrap().alpha;
+//! assert!((alpha - 1.0 / 3.0).abs() < 1e-12);
+//! ```
 //!
 //! Everything but the congestion-avoidance increase is Reno's (RFC 6356 section 3: "the slow
 //! start, fast retransmit, and fast recovery algorithms, as well as the multiplicative decrease
