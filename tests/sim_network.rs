@@ -981,3 +981,162 @@ fn the_harness_moves_tens_of_megabytes_over_two_paths() {
     assert_eq!(h.node_b().received.len() as u64, s.delivered);
     assert_conserved(h.network());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared bottlenecks.
+
+/// 10 Mbit/s with a 25 kB drop-tail queue, no delay of its own.
+const BOTTLENECK_BPS: u64 = 10_000_000;
+
+fn shared_bottleneck_link() -> LinkConfig {
+    LinkConfig::ideal(Duration::ZERO).with_rate(BOTTLENECK_BPS, Some(25_000))
+}
+
+/// Two paths with their own delays (10 ms and 30 ms, no rate limit) whose A-to-B directions
+/// share `bottleneck`.
+fn two_paths_sharing(seed: u64, bottleneck: LinkConfig) -> Network {
+    let mut net = Network::new(
+        seed,
+        vec![
+            PathConfig::new(v4(A1), v4(B1), LinkConfig::ideal(ms(10))),
+            PathConfig::new(v4(A2), v4(B2), LinkConfig::ideal(ms(30))),
+        ],
+    );
+    assert_eq!(net.share_bottleneck(&[0, 1], Side::A, bottleneck), 0);
+    net
+}
+
+/// Sends `flows` from A and returns what B received.
+fn run_flows(net: Network, flows: Vec<Flow>) -> (Vec<Rx>, Network) {
+    let mut h = Harness::new(net, TestNode::sender(flows), TestNode::sink());
+    assert_eq!(
+        h.run_until(|_, _, _| false, at_ms(1_000_000)),
+        Outcome::Stalled
+    );
+    let (net, _, b) = h.into_parts();
+    (b.received, net)
+}
+
+/// Bits per second delivered from the first arrival to the last.
+fn goodput(rx: &[Rx]) -> f64 {
+    let span = rx.last().unwrap().at - rx.first().unwrap().at;
+    let bits: usize = rx[1..].iter().map(|r| r.len * 8).sum();
+    bits as f64 / (span.total_micros() as f64 / 1e6)
+}
+
+/// 1250-byte packets every 0.5 ms for 2 s: 20 Mbit/s, twice the bottleneck.
+fn overload(src: &str, dst: &str) -> Flow {
+    Flow::new(v4(src), v4(dst), 4000, Duration::from_micros(500)).size(1250)
+}
+
+#[test]
+fn packets_cross_the_shared_bottleneck_in_send_order_then_their_own_path() {
+    // 1000 bytes at 8 Mbit/s take 1 ms; the bottleneck adds 5 ms of its own.
+    let bottleneck = LinkConfig::ideal(ms(5)).with_rate(8_000_000, None);
+    let mut net = two_paths_sharing(seed_from_env(30), bottleneck);
+    net.send(Side::A, Instant::ZERO, &packet(v4(A1), v4(B1), 0, 1000));
+    net.send(Side::A, Instant::ZERO, &packet(v4(A2), v4(B2), 1, 1000));
+    net.send(Side::B, Instant::ZERO, &packet(v4(B2), v4(A2), 2, 1000));
+    let arrivals: Vec<(Instant, usize, u32)> = std::iter::from_fn(|| net.pop_due(at_ms(1000)))
+        .map(|d| (d.at, d.path, seq_of(&d.packet)))
+        .collect();
+    assert_eq!(
+        arrivals,
+        vec![
+            // Serialized for 1 ms, 5 ms through the bottleneck, 10 ms on path 0.
+            (at_ms(1 + 5 + 10), 0, 0),
+            // B's packet does not cross the bottleneck: only path 1's 30 ms.
+            (at_ms(30), 1, 2),
+            // Waits 1 ms behind path 0's packet at the shared serializer.
+            (at_ms(2 + 5 + 30), 1, 1),
+        ]
+    );
+    let b = net.bottleneck_stats(0);
+    assert_eq!((b.sent, b.delivered, b.bytes_delivered), (2, 2, 2000));
+    assert_eq!(net.bottleneck_stats(7), LinkStats::default());
+}
+
+#[test]
+fn two_paths_sharing_a_bottleneck_together_get_only_its_rate() {
+    let net = two_paths_sharing(seed_from_env(31), shared_bottleneck_link());
+    let (rx, net) = run_flows(net, vec![overload(A1, B1), overload(A2, B2)]);
+    // 40 Mbit/s offered in total to 10 Mbit/s: together the paths get 10 Mbit/s.
+    let rate = goodput(&rx);
+    assert!((rate / BOTTLENECK_BPS as f64 - 1.0).abs() < 0.01, "{rate}");
+    let on = |path: &str| rx.iter().filter(|r| r.dst == v4(path)).count();
+    // How the rate splits is not specified: with two strictly periodic senders in phase, a
+    // drop-tail queue has room for one packet per slot and path 0's, sent first, takes it.
+    eprintln!("path 0: {} packets, path 1: {} packets", on(B1), on(B2));
+    // 2 s at 1000 packets/s, plus the queue's 20.
+    assert!(
+        (2000..=2021).contains(&(on(B1) + on(B2))),
+        "{} + {}",
+        on(B1),
+        on(B2)
+    );
+    // The excess was dropped at the shared queue and counted on both stages.
+    let b = net.bottleneck_stats(0);
+    let (s0, s1) = (net.link_stats(0, Side::A), net.link_stats(1, Side::A));
+    assert_eq!(b.sent, 8000);
+    assert_eq!(b.dropped_queue, s0.dropped_queue + s1.dropped_queue);
+    assert_eq!(b.delivered + b.dropped_queue, 8000);
+    assert_eq!(s0.delivered + s1.delivered, b.delivered);
+    assert_conserved(&net);
+}
+
+#[test]
+fn a_path_alone_on_a_shared_bottleneck_gets_all_of_it() {
+    for (src, dst) in [(A1, B1), (A2, B2)] {
+        let net = two_paths_sharing(seed_from_env(32), shared_bottleneck_link());
+        let (rx, net) = run_flows(net, vec![overload(src, dst)]);
+        let rate = goodput(&rx);
+        assert!(
+            (rate / BOTTLENECK_BPS as f64 - 1.0).abs() < 0.01,
+            "{src}: {rate}"
+        );
+        assert!((2000..=2021).contains(&rx.len()), "{}", rx.len());
+        assert_conserved(&net);
+    }
+}
+
+#[test]
+fn the_reverse_direction_and_other_paths_do_not_share_the_bottleneck() {
+    let mut net = Network::new(
+        seed_from_env(33),
+        vec![
+            PathConfig::new(v4(A1), v4(B1), LinkConfig::ideal(ms(10))),
+            PathConfig::new(v4(A2), v4(B2), LinkConfig::ideal(ms(10))),
+        ],
+    );
+    net.share_bottleneck(&[0, 9], Side::A, shared_bottleneck_link());
+    // Path 1 carries its overload at its own (unlimited) speed; path 0 at the bottleneck's.
+    let (rx, net) = run_flows(net, vec![overload(A1, B1), overload(A2, B2)]);
+    let on_b2 = rx.iter().filter(|r| r.dst == v4(B2)).count();
+    assert_eq!(on_b2, 4000);
+    let on_b1 = rx.iter().filter(|r| r.dst == v4(B1)).count();
+    assert!((2000..=2021).contains(&on_b1), "{on_b1}");
+    assert_eq!(net.link_stats(1, Side::A).dropped(), 0);
+}
+
+fn lossy_bottleneck_trace(seed: u64) -> (Vec<(Instant, IpAddr, u32)>, LinkStats) {
+    let bottleneck = shared_bottleneck_link()
+        .with_loss(0.02)
+        .with_jitter(Duration::from_micros(300));
+    let net = two_paths_sharing(seed, bottleneck);
+    let (rx, net) = run_flows(net, vec![overload(A1, B1), overload(A2, B2)]);
+    assert_conserved(&net);
+    let trace = rx.iter().map(|r| (r.at, r.dst, r.seq)).collect();
+    (trace, net.bottleneck_stats(0))
+}
+
+#[test]
+fn a_shared_bottleneck_replays_the_same_trace_for_the_same_seed() {
+    let seed = seed_from_env(34);
+    let (first, stats) = lossy_bottleneck_trace(seed);
+    assert!(
+        stats.dropped_loss > 0 && stats.dropped_queue > 0,
+        "{stats:?}"
+    );
+    assert_eq!((first.clone(), stats), lossy_bottleneck_trace(seed));
+    assert_ne!(first, lossy_bottleneck_trace(seed.wrapping_add(1)).0);
+}

@@ -41,6 +41,18 @@
 //! For every link, at any time: `sent + duplicated = delivered + dropped (all reasons) + in
 //! flight`.
 //!
+//! # Shared bottlenecks
+//!
+//! [`Network::share_bottleneck`] puts one more link in front of the links of several paths in
+//! one direction: their packets are serialized through its single rate and drop-tail queue, in
+//! the order they are sent, whichever path they take, and go through its MTU, loss, delay and
+//! jitter stages (not duplication or reordering). A packet it accepts enters its own path's
+//! link when it leaves the bottleneck (end of serialization plus the bottleneck's delay) and
+//! then goes through that link's stages as above; a packet it drops is counted both in
+//! [`Network::bottleneck_stats`] and in its path link's `dropped_*` counters, so the equation
+//! above still holds for every path link. A path going down does not give back the bottleneck
+//! capacity its queued packets took.
+//!
 //! # Determinism
 //!
 //! No clock is read: time is the `now` argument, and the network's time never goes backwards (an

@@ -149,10 +149,28 @@ pub struct Network {
     pool: Vec<Vec<u8>>,
     unroutable: u64,
     malformed: u64,
+    /// The seed, for links made after construction (shared bottlenecks).
+    seed: u64,
+    /// Shared bottlenecks, in the order [`Network::share_bottleneck`] made them.
+    bottlenecks: Vec<LinkState>,
+    /// Per link (same index as `links`): the bottleneck its packets cross first, if any.
+    bottleneck_of: Vec<Option<usize>>,
 }
 
 fn link_index(path: usize, from: Side) -> usize {
     2 * path + usize::from(from == Side::B)
+}
+
+/// Counts on a path's link a drop decided elsewhere (at a shared bottleneck).
+fn count_drop(stats: &mut LinkStats, reason: DropReason) {
+    match reason {
+        DropReason::Mtu => stats.dropped_mtu += 1,
+        DropReason::Queue => stats.dropped_queue += 1,
+        DropReason::Loss => stats.dropped_loss += 1,
+        DropReason::PathDown => stats.dropped_down += 1,
+        // Not decided by links; counted by the network.
+        DropReason::Malformed | DropReason::Unroutable => {}
+    }
 }
 
 impl Network {
@@ -172,6 +190,7 @@ impl Network {
         }
         Network {
             up: vec![true; paths.len()],
+            bottleneck_of: vec![None; links.len()],
             paths,
             links,
             exact,
@@ -183,7 +202,46 @@ impl Network {
             pool: Vec::new(),
             unroutable: 0,
             malformed: 0,
+            seed,
+            bottlenecks: Vec::new(),
         }
+    }
+
+    /// Makes the packets that `from` sends on each of `paths` cross one shared link, `link`,
+    /// before their own path's link, and returns the bottleneck's index (for
+    /// [`Network::bottleneck_stats`]). See the module documentation for the model.
+    ///
+    /// Unknown paths are ignored; a path whose `from` direction already crosses a bottleneck
+    /// moves to this one. The bottleneck's `duplicate` and `reorder` settings are not used
+    /// (put those on the paths' own links). Its random draws (loss, jitter) come from its own
+    /// generator, seeded from the network seed and the bottleneck's index.
+    pub fn share_bottleneck(&mut self, paths: &[usize], from: Side, link: LinkConfig) -> usize {
+        let id = self.bottlenecks.len();
+        let cfg = LinkConfig {
+            duplicate: 0.0,
+            reorder: 0.0,
+            ..link
+        };
+        // Stream indices past the paths' links, so that no generator is shared.
+        let stream = 2 * self.paths.len() as u64 + id as u64;
+        self.bottlenecks
+            .push(LinkState::new(cfg, self.seed, stream));
+        for &path in paths {
+            if path < self.paths.len() {
+                self.bottleneck_of[link_index(path, from)] = Some(id);
+            }
+        }
+        id
+    }
+
+    /// The counters of a shared bottleneck (zero for an unknown one): `sent` counts the packets
+    /// that reached it, `delivered` those it passed on to their path's link, and the `dropped_*`
+    /// counters those it dropped (which also count as drops of their path's link).
+    pub fn bottleneck_stats(&self, bottleneck: usize) -> LinkStats {
+        self.bottlenecks
+            .get(bottleneck)
+            .map(|b| b.stats)
+            .unwrap_or_default()
     }
 
     /// The network's time: the latest `now` it was given.
@@ -286,7 +344,30 @@ impl Network {
                 reason: DropReason::PathDown,
             };
         }
-        let (at, duplicate) = match link.admit(now, packet.len()) {
+        // A shared bottleneck first: the packet enters its path's own link when it leaves.
+        let mut enters = now;
+        if let Some(b) = self.bottleneck_of.get(index).copied().flatten()
+            && let Some(bottleneck) = self.bottlenecks.get_mut(b)
+        {
+            bottleneck.stats.sent += 1;
+            bottleneck.stats.bytes_sent += packet.len() as u64;
+            match bottleneck.admit(now, packet.len()) {
+                Admit::Drop(reason) => {
+                    count_drop(&mut link.stats, reason);
+                    return SendOutcome::Dropped {
+                        path: Some(path),
+                        reason,
+                    };
+                }
+                // Duplication is off on bottlenecks (see `share_bottleneck`).
+                Admit::Deliver { at, .. } => {
+                    bottleneck.stats.delivered += 1;
+                    bottleneck.stats.bytes_delivered += packet.len() as u64;
+                    enters = at;
+                }
+            }
+        }
+        let (at, duplicate) = match link.admit(enters, packet.len()) {
             Admit::Drop(reason) => {
                 return SendOutcome::Dropped {
                     path: Some(path),

@@ -1,12 +1,17 @@
-//! Congestion control behind a trait: Reno (RFC 5681) and CUBIC (RFC 9438).
+//! Congestion control behind a trait: Reno (RFC 5681), CUBIC (RFC 9438), and the coupled LIA
+//! (RFC 6356) and OLIA of [`super::coupled`].
 //!
 //! Contract: a controller owns the congestion window and slow-start threshold of one subflow,
 //! in bytes. The TCP engine reports acknowledged bytes, congestion events (fast retransmit,
 //! ECN later) and retransmission timeouts, and reads `window()` before sending. Controllers are
 //! pure: time comes in as `now`, nothing else is read. Coupled controllers (LIA, OLIA) plug in
-//! through the same trait with shared state outside the subflow.
+//! through the same trait with no shared state: they describe themselves in a
+//! [`PathSample`] ([`CongestionControl::path_sample`]) and take a [`Coupling`] computed from
+//! the samples of all subflows ([`CongestionControl::set_coupling`]); see [`super::coupled`].
 
 use smoltcp::time::{Duration, Instant};
+
+use super::coupled::{Coupling, Lia, Olia, PathSample};
 
 /// What the engine tells a controller about an acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,21 @@ pub trait CongestionControl: core::fmt::Debug + Send {
     fn set_mss(&mut self, mss: usize);
     /// A short name for statistics.
     fn name(&self) -> &'static str;
+
+    /// A snapshot for [`super::coupled::couple`]; the engine supplies its MSS and smoothed RTT.
+    /// The default reports the window and no loss history.
+    fn path_sample(&self, mss: usize, srtt: Option<Duration>) -> PathSample {
+        PathSample::new(self.window(), mss, srtt)
+    }
+    /// Takes this subflow's coupling with its siblings. Uncoupled controllers ignore it.
+    fn set_coupling(&mut self, _coupling: &Coupling) {}
+    /// The MPTCP layer penalises this subflow (it holds back the connection-level window):
+    /// reduce the window once. The default treats it as a congestion event with a full window,
+    /// which for Reno is `ssthresh = max(cwnd / 2, 2 * MSS)`, `cwnd = ssthresh`.
+    fn on_penalty(&mut self, now: Instant) {
+        let cwnd = self.window();
+        self.on_congestion_event(now, cwnd);
+    }
 }
 
 /// Which controller a subflow uses.
@@ -49,6 +69,10 @@ pub enum CcAlgorithm {
     /// CUBIC (RFC 9438), Linux's default.
     #[default]
     Cubic,
+    /// LIA, the Linked Increases Algorithm (RFC 6356), coupled across MPTCP subflows.
+    Lia,
+    /// OLIA, the Opportunistic Linked Increases Algorithm, coupled across MPTCP subflows.
+    Olia,
 }
 
 impl CcAlgorithm {
@@ -57,6 +81,8 @@ impl CcAlgorithm {
         match self {
             CcAlgorithm::Reno => Box::new(Reno::new(mss)),
             CcAlgorithm::Cubic => Box::new(Cubic::new(mss)),
+            CcAlgorithm::Lia => Box::new(Lia::new(mss)),
+            CcAlgorithm::Olia => Box::new(Olia::new(mss)),
         }
     }
 }

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use smoltcp::time::{Duration, Instant};
 
 use super::cc::{AckSample, CcAlgorithm, CongestionControl};
+use super::coupled::{Coupling, PathSample};
 use super::ring::Ring;
 use super::rtt::RttEstimator;
 use crate::seq::TcpSeq;
@@ -493,6 +494,21 @@ impl Connection {
     /// The congestion controller's name.
     pub fn cc_name(&self) -> &'static str {
         self.cc.name()
+    }
+    /// A snapshot of this subflow's congestion state for [`couple`](super::coupled::couple):
+    /// the controller's window and loss history, this engine's MSS and smoothed RTT.
+    pub fn cc_path_sample(&self) -> PathSample {
+        self.cc.path_sample(self.mss(), self.rtt.srtt())
+    }
+    /// Hands the controller its coupling with the sibling subflows (ignored by Reno and CUBIC).
+    pub fn set_coupling(&mut self, coupling: &Coupling) {
+        self.cc.set_coupling(coupling);
+    }
+    /// Reduces the congestion window once (halves it, for Reno, LIA and OLIA): the MPTCP layer
+    /// penalises a subflow that holds back the connection-level window. Each call reduces the
+    /// window again; the caller limits how often (e.g. once per RTT).
+    pub fn penalize(&mut self, now: Instant) {
+        self.cc.on_penalty(now);
     }
     /// The peer's receive window in bytes.
     pub fn peer_window(&self) -> usize {

@@ -7,6 +7,7 @@
 
 pub mod cc;
 mod conn;
+pub mod coupled;
 pub mod ring;
 pub mod rtt;
 
