@@ -43,6 +43,7 @@ pub use sched::{
 
 use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum, join_ack_hmac, join_synack_hmac};
 use crate::seq::{Dsn, Ssn, TcpSeq};
+use crate::tcp::coupled::{Coupling, PathSample, couple};
 use crate::tcp::ring::Ring;
 use crate::tcp::{self, Connection, Hooks, OutgoingInfo, State};
 use crate::wire::{
@@ -843,8 +844,16 @@ impl Hooks for SubflowHooks<'_> {
                 MptcpRepr::TcpRst(_) => sh.counters.mp_rst_rx += 1,
                 MptcpRepr::AddAddr(a) => {
                     let Some(remote) = sh.remote else { continue };
+                    let outcome = sh.signals.on_add_addr(&a, sh.local.key, remote.key);
+                    if sh.role == Role::Client
+                        && !matches!(outcome, AddAddrOutcome::Echo | AddAddrOutcome::BadHmac)
+                    {
+                        // A valid HMAC is keyed with both keys: the server has ours, as a DSS
+                        // would have shown (an IPv6 ADD_ADDR leaves no room for the DSS).
+                        sh.confirmed = true;
+                    }
                     let c = &mut sh.counters;
-                    match sh.signals.on_add_addr(&a, sh.local.key, remote.key) {
+                    match outcome {
                         AddAddrOutcome::Echo => c.echo_add_rx += 1,
                         AddAddrOutcome::Learned => {
                             c.add_addr_rx += 1;
@@ -1003,7 +1012,7 @@ fn sched_info(sub: &Subflow) -> SubflowInfo {
         backup: is_backup(sub),
         srtt: tcp.srtt(),
         cwnd: tcp.cwnd(),
-        mss: tcp.mss(),
+        mss: data_mss(tcp),
         queued: tcp.send_queue(),
         capacity: tcp.send_capacity(),
     }
@@ -1076,6 +1085,11 @@ fn best_active(subflows: &mut [Subflow]) -> Option<&mut Subflow> {
         .min_by_key(|s| s.tcp.srtt().map_or(u64::MAX, |d| d.total_micros()))
 }
 
+/// Payload bytes of a full data segment: the subflow's MSS less the DSS room.
+fn data_mss(tcp: &Connection) -> usize {
+    tcp.mss().saturating_sub(DSS_SPACE).max(64)
+}
+
 /// The most subflows a connection holds (the scheduler's snapshot lives on the stack).
 pub const MAX_SUBFLOWS: usize = 16;
 
@@ -1090,8 +1104,8 @@ pub struct MptcpConnection {
     fin_timer: Option<Instant>,
     fin_backoff: u32,
     scheduler: Box<dyn Scheduler>,
-    /// The DSN last reinjected by opportunistic retransmission (once per DSN).
-    last_opportunistic: Option<Dsn>,
+    /// Opportunistic retransmission has sent everything below this DSN again already.
+    opportunistic_upto: Option<Dsn>,
 }
 
 impl MptcpConnection {
@@ -1141,7 +1155,7 @@ impl MptcpConnection {
             fin_timer: None,
             fin_backoff: 0,
             scheduler: cfg.scheduler.build(),
-            last_opportunistic: None,
+            opportunistic_upto: None,
         }
     }
 
@@ -1624,12 +1638,36 @@ impl MptcpConnection {
             }
         }
         sub.st.acked_seen = acked;
+        self.recouple();
         self.remove_peer_addresses();
         self.pull_data();
         self.push_data();
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
         self.kick_signals();
+    }
+
+    /// Coupled congestion control (LIA, OLIA): give every usable subflow's controller the
+    /// coupling terms computed over all of them. Uncoupled controllers skip this.
+    fn recouple(&mut self) {
+        if !matches!(self.subflows[0].tcp.cc_name(), "lia" | "olia") {
+            return;
+        }
+        let mut samples = [PathSample::default(); MAX_SUBFLOWS];
+        let mut which = [0usize; MAX_SUBFLOWS];
+        let mut n = 0;
+        for (i, s) in self.subflows.iter().enumerate().take(MAX_SUBFLOWS) {
+            if usable(s) && !s.st.stale {
+                samples[n] = s.tcp.cc_path_sample();
+                which[n] = i;
+                n += 1;
+            }
+        }
+        let mut out = [Coupling::UNCOUPLED; MAX_SUBFLOWS];
+        couple(&samples[..n], &mut out[..n]);
+        for k in 0..n {
+            self.subflows[which[k]].tcp.set_coupling(&out[k]);
+        }
     }
 
     /// Section 3.4.2: subflows to an address the peer removed are closed (reset: the address
@@ -1893,6 +1931,10 @@ impl MptcpConnection {
                 .min(window);
             if capable {
                 len = len.min(sub.tcp.mss());
+            } else if len < unmapped && len > data_mss(&sub.tcp) {
+                // Whole segments: a mapping's last segment is never merged with the next
+                // mapping's, so a ragged end would be a runt segment.
+                len -= len % data_mss(&sub.tcp);
             }
             let dsn = sh.snd_nxt;
             if !map_range(sh, sub, &mut self.scratch, dsn, len, capable) {
@@ -1921,8 +1963,10 @@ impl MptcpConnection {
                 }
             }
         }
-        if window_blocked {
-            self.opportunistic_retransmit(infos);
+        let all_mapped =
+            self.sh.snd_nxt.distance_from(self.sh.snd_una) as usize >= self.sh.tx.len();
+        if window_blocked || all_mapped {
+            self.opportunistic_retransmit(infos, window_blocked);
         }
         let sh = &mut self.sh;
         // A DATA_FIN rides on an ACK once every byte is mapped.
@@ -2016,63 +2060,93 @@ impl MptcpConnection {
         }
     }
 
-    /// Opportunistic retransmission: the connection-level window is full and the oldest
-    /// unacknowledged data sits on a slower subflow, while a faster one has room. Send that
-    /// mapping again on the faster subflow, and penalise the slow one (at most once per its
-    /// RTT) so it holds less of the window.
-    fn opportunistic_retransmit(&mut self, infos: &mut [SubflowInfo]) {
+    /// Opportunistic retransmission. When the connection-level window is full (`blocked`) and
+    /// the oldest unacknowledged data sits on a slower subflow while a faster one has room,
+    /// send that mapping again on the faster subflow and penalise the slow one (at most once
+    /// per its RTT) so it holds less of the window. When everything is mapped (the tail of a
+    /// transfer, or an application that sends less than the paths carry), a faster subflow
+    /// with room also takes copies of what slower ones hold, oldest first, so the last bytes
+    /// do not wait for the slowest path.
+    fn opportunistic_retransmit(&mut self, infos: &mut [SubflowInfo], blocked: bool) {
         let sh = &mut self.sh;
-        if self.last_opportunistic == Some(sh.snd_una) {
-            return;
-        }
         let una = sh.snd_una;
-        let covers = |m: &TxMap| {
-            una.distance_from(m.dsn) >= 0 && una.distance_from(m.dsn + u64::from(m.len)) < 0
+        let cursor = match self.opportunistic_upto {
+            Some(u) if u.distance_from(una) > 0 => {
+                if blocked {
+                    // The mapping at the left edge went again already.
+                    return;
+                }
+                u
+            }
+            _ => una,
         };
-        let Some((holder, map)) = self
-            .subflows
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| s.st.tx_maps.iter().find(|m| covers(m)).map(|m| (i, *m)))
-        else {
-            return;
-        };
-        let holder_rtt = infos[holder].srtt.map_or(u64::MAX, |d| d.total_micros());
-        let in_use = sched::candidates(infos).count();
-        let Some((fast, room)) = sched::candidates(infos)
-            .filter(|&(i, s)| i != holder && s.srtt.is_some_and(|d| d.total_micros() < holder_rtt))
-            .map(|(i, s)| (i, sched::room(s, in_use.max(2))))
+        let in_use = sched::usable_count(infos).max(2);
+        let Some((fast, mut room)) = sched::candidates(infos)
+            .map(|(i, s)| (i, sched::room(s, in_use)))
             .filter(|&(_, r)| r > 0)
-            .min_by_key(|&(i, _)| infos[i].srtt.map(|d| d.total_micros()))
+            .min_by_key(|&(i, _)| (infos[i].srtt.map_or(u64::MAX, |d| d.total_micros()), i))
         else {
             return;
         };
-        let end = map.dsn + u64::from(map.len);
-        let len = (end.distance_from(una) as usize).min(room);
-        if !map_range(
-            sh,
-            &mut self.subflows[fast],
-            &mut self.scratch,
-            una,
-            len,
-            false,
-        ) {
-            return;
+        let fast_rtt = infos[fast].srtt.map_or(u64::MAX, |d| d.total_micros());
+        let mut cursor = cursor;
+        let mut penalise = None;
+        while room > 0 {
+            // The oldest mapping at or after the cursor held by a slower subflow.
+            let next = self
+                .subflows
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| {
+                    i != fast && infos[i].srtt.is_none_or(|d| d.total_micros() > fast_rtt)
+                })
+                .flat_map(|(i, s)| s.st.tx_maps.iter().map(move |m| (i, *m)))
+                .filter(|(_, m)| (m.dsn + u64::from(m.len)).distance_from(cursor) > 0)
+                .min_by_key(|(_, m)| m.dsn.distance_from(cursor));
+            let Some((holder, map)) = next else { break };
+            let from = if map.dsn.distance_from(cursor) < 0 {
+                cursor
+            } else {
+                map.dsn
+            };
+            if blocked && from != una {
+                break;
+            }
+            let end = map.dsn + u64::from(map.len);
+            let len = (end.distance_from(from) as usize).min(room);
+            if !map_range(
+                sh,
+                &mut self.subflows[fast],
+                &mut self.scratch,
+                from,
+                len,
+                false,
+            ) {
+                break;
+            }
+            infos[fast] = sched_info(&self.subflows[fast]);
+            room -= len;
+            cursor = from + len as u64;
+            sh.counters.opportunistic += 1;
+            sh.counters.reinjected_bytes += len as u64;
+            if blocked {
+                penalise = Some(holder);
+                break;
+            }
         }
-        infos[fast] = sched_info(&self.subflows[fast]);
-        self.last_opportunistic = Some(una);
-        sh.counters.opportunistic += 1;
-        sh.counters.reinjected_bytes += len as u64;
-        let now = sh.now;
-        let slow = &mut self.subflows[holder];
-        let due = match (slow.st.last_penalty, slow.tcp.srtt()) {
-            (Some(t), Some(rtt)) => now >= t + rtt,
-            _ => true,
-        };
-        if due {
-            slow.st.last_penalty = Some(now);
-            slow.tcp.penalize(now);
-            sh.counters.penalties += 1;
+        self.opportunistic_upto = Some(cursor);
+        if let Some(holder) = penalise {
+            let now = sh.now;
+            let slow = &mut self.subflows[holder];
+            let due = match (slow.st.last_penalty, slow.tcp.srtt()) {
+                (Some(t), Some(rtt)) => now >= t + rtt,
+                _ => true,
+            };
+            if due {
+                slow.st.last_penalty = Some(now);
+                slow.tcp.penalize(now);
+                sh.counters.penalties += 1;
+            }
         }
     }
 

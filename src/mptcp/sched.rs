@@ -12,7 +12,7 @@
 //!   (a subflow whose retransmission timer fired is stale until it acknowledges new data).
 //! - RFC 8684 section 3.3.8: a backup subflow carries data only when no non-backup subflow is
 //!   usable.
-//! - With several subflows in use, a subflow gets at most about two congestion windows queued
+//! - With several subflows in use, a subflow gets at most about one congestion window queued
 //!   ([`room`]), so the choice is made again as windows open rather than once for the whole
 //!   buffer.
 
@@ -116,14 +116,18 @@ pub fn candidates(subflows: &[SubflowInfo]) -> impl Iterator<Item = (usize, &Sub
 }
 
 /// The bytes subflow `s` may take now: its free send buffer, and with several subflows usable
-/// (backups and stale ones included) at most two congestion windows (plus one segment) queued,
-/// so that no subflow holds much more than it can send if it fails.
+/// (backups and stale ones included) at most one congestion window plus two segments queued:
+/// no subflow holds much more than it can send, so little is stranded if it fails and
+/// reinjected data does not queue behind a backlog. (The connection maps again after every
+/// ACK, so the window is refilled as it opens.)
 pub fn room(s: &SubflowInfo, in_use: usize) -> usize {
     if in_use <= 1 {
         return s.capacity;
     }
-    let budget = 2 * s.cwnd + s.mss;
-    s.capacity.min(budget.saturating_sub(s.queued))
+    let budget = s.cwnd + 2 * s.mss;
+    let r = s.capacity.min(budget.saturating_sub(s.queued));
+    // Less than a segment: wait for the window to open rather than send a runt.
+    if r < s.mss { 0 } else { r }
 }
 
 /// Usable subflows of any class, stale or not: more than one, and each is held to about two
@@ -266,8 +270,8 @@ mod tests {
         let mut subs = [sub(40), sub(10)];
         let p = MinRtt.pick(&subs).unwrap();
         assert_eq!(p.subflow, 1);
-        assert_eq!(p.max_bytes, 2 * 14_000 + 1400);
-        subs[1].queued = 2 * 14_000 + 1400;
+        assert_eq!(p.max_bytes, 14_000 + 2 * 1400);
+        subs[1].queued = 14_000 + 2 * 1400;
         assert_eq!(MinRtt.pick(&subs).unwrap().subflow, 0);
     }
 
@@ -279,7 +283,7 @@ mod tests {
         let mut backup = sub(10);
         backup.backup = true;
         let p = MinRtt.pick(&[sub(10), backup]).unwrap();
-        assert_eq!(p.max_bytes, 2 * 14_000 + 1400);
+        assert_eq!(p.max_bytes, 14_000 + 2 * 1400);
     }
 
     #[test]

@@ -8,8 +8,12 @@
 //! only the version, the lengths and the addresses are read):
 //!
 //! - side A's packet takes the first path whose `a` is its source and whose `b` is its
-//!   destination; failing that, the first path whose `b` is its destination; failing that it
-//!   is dropped and counted as unroutable ([`Network::unroutable`]). Side B's is symmetric.
+//!   destination; failing that, if its destination is one of B's addresses, the first path
+//!   whose `a` is its source (A's addresses are its interfaces: a packet leaves by the
+//!   interface of its source, as a multihomed client's does), else the first path whose `b`
+//!   is its destination; failing that it is dropped and counted as unroutable
+//!   ([`Network::unroutable`]). Side B's packet takes the exact path, else the first path
+//!   whose `a` is its destination (B answers towards A's interface), else it is unroutable.
 //! - a packet whose IP header cannot be read is dropped and counted ([`Network::malformed`]).
 //!
 //! On its link a packet then goes through these stages, in this order, and the first that

@@ -314,7 +314,11 @@ impl Network {
             };
         };
         let route = match from {
-            Side::A => self.exact.get(&(src, dst)).or_else(|| self.to_b.get(&dst)),
+            Side::A => self.exact.get(&(src, dst)).or_else(|| {
+                // Out of the interface of its source, if it is for one of B's addresses.
+                let dst_path = self.to_b.get(&dst)?;
+                Some(self.to_a.get(&src).unwrap_or(dst_path))
+            }),
             Side::B => self.exact.get(&(dst, src)).or_else(|| self.to_a.get(&dst)),
         };
         let Some(&path) = route else {

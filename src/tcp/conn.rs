@@ -714,14 +714,6 @@ impl Connection {
         self.enter_closed(Some(ConnError::Aborted));
     }
 
-    /// Halve the congestion window once (MPTCP penalises a slow subflow that holds back the
-    /// connection-level window).
-    pub fn penalize(&mut self, now: Instant) {
-        let in_flight = self.cc.window();
-        self.cc.on_congestion_event(now, in_flight);
-        self.cc.on_recovery_end(now);
-    }
-
     /// Whether the connection is finished and may be forgotten.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed && !self.send_rst
