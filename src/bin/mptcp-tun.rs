@@ -7,9 +7,12 @@
 //! Exit codes: 0 transfer complete and verified; 1 transfer failed (reset, corrupt data,
 //! short); 2 usage error; 3 device or permission error; 4 timeout.
 //!
-//! The stack speaks MPTCP v1 (one subflow today; joins come with the multipath work) and
-//! falls back to TCP when the peer or a middlebox does not: the JSON says `"mptcp": false` and
-//! why in `"fallback_reason"`. `--plain-tcp` turns MPTCP off, for baselines.
+//! The stack speaks MPTCP v1 and falls back to TCP when the peer or a middlebox does not: the
+//! JSON says `"mptcp": false` and why in `"fallback_reason"`. `--plain-tcp` turns MPTCP off,
+//! for baselines. Paths are managed by the full-mesh path manager: a client opens a subflow
+//! from every `--addr` to every server address (the one given and those the server announces
+//! with ADD_ADDR); `--backup IP` makes the subflows from IP backups; a server announces its
+//! `--announce` addresses.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -21,8 +24,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mptcp_stack::driver::{Driver, TunDevice};
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::mptcp::Mode as MptcpMode;
+use mptcp_stack::mptcp::SchedulerKind;
+use mptcp_stack::mptcp::pm::AddrFlags;
 use mptcp_stack::node::Instant;
 use mptcp_stack::tcp::State;
+use mptcp_stack::tcp::cc::CcAlgorithm;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,8 +54,8 @@ struct Common {
     /// The TUN device to open (created if it does not exist; the host routes into it).
     #[arg(long, value_name = "NAME")]
     tun: String,
-    /// A stack address (owned by no kernel). The first carries the initial subflow; each
-    /// further one opens one more subflow once MPTCP joins land.
+    /// A stack address (owned by no kernel). The client's first of the server's family carries
+    /// the initial subflow; the others open more subflows (MP_JOIN).
     #[arg(long = "addr", value_name = "IP", required = true)]
     addrs: Vec<IpAddr>,
     /// Send N bytes of the pattern i % 251, then close.
@@ -64,6 +70,9 @@ struct Common {
     /// Packet scheduler (MPTCP; no effect with one subflow).
     #[arg(long, value_enum, default_value_t = Scheduler::Minrtt)]
     scheduler: Scheduler,
+    /// Congestion control of every subflow.
+    #[arg(long, value_enum, default_value_t = Cc::Cubic)]
+    cc: Cc,
     /// Write every packet to FILE (pcap, LINKTYPE_RAW).
     #[arg(long, value_name = "FILE")]
     pcap: Option<String>,
@@ -107,10 +116,48 @@ struct ClientArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Scheduler {
+    /// Lowest RTT first (default).
     Minrtt,
+    /// Each subflow in turn.
     Roundrobin,
+    /// Every packet on every subflow (lowest latency, for interactive traffic).
     Redundant,
+    /// One subflow at a time; the next only when it fails (handover).
     Backup,
+}
+
+impl Scheduler {
+    fn kind(self) -> SchedulerKind {
+        match self {
+            Scheduler::Minrtt => SchedulerKind::MinRtt,
+            Scheduler::Roundrobin => SchedulerKind::RoundRobin,
+            Scheduler::Redundant => SchedulerKind::Redundant,
+            Scheduler::Backup => SchedulerKind::ActiveBackup,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Cc {
+    /// Uncoupled CUBIC on every subflow (Linux's default).
+    Cubic,
+    /// Uncoupled Reno.
+    Reno,
+    /// Coupled: LIA (RFC 6356), fair to TCP at a shared bottleneck.
+    Lia,
+    /// Coupled: OLIA.
+    Olia,
+}
+
+impl Cc {
+    fn algorithm(self) -> CcAlgorithm {
+        match self {
+            Cc::Cubic => CcAlgorithm::Cubic,
+            Cc::Reno => CcAlgorithm::Reno,
+            Cc::Lia => CcAlgorithm::Lia,
+            Cc::Olia => CcAlgorithm::Olia,
+        }
+    }
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -164,10 +211,46 @@ fn main() -> ExitCode {
     };
     cfg.mptcp.enabled = !common.plain_tcp;
     cfg.mptcp.checksum = common.checksum;
+    cfg.mptcp.scheduler = common.scheduler.kind();
+    cfg.tcp.cc = common.cc.algorithm();
     cfg.seed = seed_from_os();
     let mut endpoint = Endpoint::new(cfg);
-    for a in &common.addrs {
-        endpoint.add_address(*a);
+    // The full-mesh path manager does the rest: the client opens a subflow from every --addr
+    // to every server address (the one it connected to and those the server announces); the
+    // server announces its --announce addresses.
+    match &cli.mode {
+        Mode::Client(c) => {
+            for a in common.addrs.iter().chain(&c.backup) {
+                let flags = AddrFlags {
+                    signal: false,
+                    subflow: true,
+                    backup: c.backup == Some(*a),
+                };
+                endpoint.add_address_with(*a, flags);
+            }
+        }
+        Mode::Server(s) => {
+            for a in &common.addrs {
+                endpoint.add_address_with(
+                    *a,
+                    AddrFlags {
+                        signal: s.announce.contains(a),
+                        subflow: false,
+                        backup: false,
+                    },
+                );
+            }
+            for a in s.announce.iter().filter(|a| !common.addrs.contains(a)) {
+                endpoint.add_address_with(
+                    *a,
+                    AddrFlags {
+                        signal: true,
+                        subflow: false,
+                        backup: false,
+                    },
+                );
+            }
+        }
     }
     let mut driver = Driver::new(endpoint, device);
     if let Some(path) = &common.pcap {
@@ -225,17 +308,6 @@ fn main() -> ExitCode {
     const CHUNK: usize = 256 * 1024;
     let mut pattern = vec![0u8; CHUNK + 251];
     fill_pattern(&mut pattern, 0);
-    let mut joined = false;
-    let mut extra_addrs = common.addrs.clone();
-    let backup_addr = match &cli.mode {
-        Mode::Client(c) => c.backup,
-        Mode::Server(_) => None,
-    };
-    if let Some(b) = backup_addr
-        && !extra_addrs.contains(&b)
-    {
-        extra_addrs.push(b);
-    }
     let result = driver.run_with(|ep, now| {
         while let Some(ev) = ep.poll_event() {
             match ev {
@@ -263,24 +335,6 @@ fn main() -> ExitCode {
         };
         if !state.is_synchronized() && state != State::Closed {
             return ControlFlow::Continue(());
-        }
-        // Client: each further --addr opens one more subflow (MP_JOIN) to the server once
-        // the keys are exchanged; --backup marks one as a backup.
-        if let Some(remote) = connect
-            && !joined
-            && ep.mptcp(h).is_some_and(|m| m.can_join())
-        {
-            joined = true;
-            let first = ep.connection(h).map(|c| c.local().ip());
-            for &a in extra_addrs
-                .iter()
-                .filter(|a| Some(**a) != first && a.is_ipv4() == remote.is_ipv4())
-            {
-                let backup = backup_addr == Some(a);
-                if let Err(e) = ep.add_subflow(h, SocketAddr::new(a, 0), remote, backup) {
-                    eprintln!("mptcp-tun: subflow from {a}: {e}");
-                }
-            }
         }
         if !json && now - last_progress >= mptcp_stack::node::Duration::from_secs(1) {
             last_progress = now;
@@ -488,16 +542,20 @@ fn report(
             let c = sub.tcp();
             let s = c.stats();
             format!(
-                "{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":false,\"state\":\"{:?}\"}}",
+                "{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":{},\"peer_backup\":{},\"stale\":{},\"state\":\"{:?}\"}}",
                 c.local(),
                 c.remote(),
                 s.bytes_sent,
                 s.bytes_received,
                 c.srtt().map_or(0, |d| d.total_micros()),
+                sub.backup(),
+                sub.peer_backup(),
+                sub.is_stale(),
                 c.state()
             )
         })
         .collect();
+    let counters = mp.map(|m| *m.counters()).unwrap_or_default();
     let fallback = if mptcp {
         "null".to_string()
     } else {
@@ -506,9 +564,22 @@ fn report(
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":0}}",
+        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}}}}",
         out.bytes,
-        subflows.join(",")
+        subflows.join(","),
+        counters.reinjected_bytes,
+        mp.map_or("minrtt", |m| m.scheduler_name()),
+        counters.add_addr_tx,
+        counters.add_addr_rx,
+        counters.echo_add_rx,
+        counters.rm_addr_tx,
+        counters.rm_addr_rx,
+        counters.mp_prio_tx,
+        counters.mp_prio_rx,
+        counters.mp_join_synack_rx,
+        counters.mp_join_ack_rx,
+        counters.subflow_stale,
+        counters.subflow_recover,
     );
 }
 
