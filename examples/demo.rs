@@ -1,9 +1,7 @@
-//! The root-free demo: two endpoints of the stack move a few hundred megabytes over the
-//! deterministic network simulator, and the demo prints the throughput second by second (in
-//! simulated time), the loss repair, and how fast the simulation ran on this machine's CPU.
-//!
-//! Today the connection is one TCP subflow over one path; the demo grows
-//! into two MPTCP paths with a failover as the multipath layers land.
+//! The root-free demo: two endpoints of the stack, each with two addresses, move data over two
+//! simulated paths with MPTCP. One path fails silently mid-transfer and comes back later. The
+//! demo prints the throughput of each path and of the connection every half second (in
+//! simulated time), the failover gap, and how fast the simulation ran on this machine's CPU.
 //!
 //! Run: `cargo run --release --example demo` (`DEMO_MB=n` sets the size, `SIM_SEED=n` the seed).
 
@@ -12,24 +10,33 @@ use std::time::Instant as WallClock;
 
 use mptcp_stack::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_stack::node::{Duration, Instant};
-use mptcp_stack::sim::{Harness, LinkConfig, Network, PathConfig, Side, seed_from_env};
+use mptcp_stack::sim::{Harness, LinkConfig, Network, PathConfig, seed_from_env};
 
-const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 101, 1));
-const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
+const A1: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 101, 1));
+const A2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 102, 1));
+const B1: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
+const B2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 2, 2));
+
+/// A link of `mbit` Mbit/s, `ms` one way, with a drop-tail queue of one bandwidth-delay product.
+fn link(mbit: u64, ms: u64) -> LinkConfig {
+    let rate = mbit * 1_000_000;
+    LinkConfig::ideal(Duration::from_millis(ms)).with_rate(rate, Some(rate / 8 * 2 * ms / 1000))
+}
 
 fn main() {
     let mb: usize = std::env::var("DEMO_MB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(150);
     let total = mb * 1_000_000;
     let seed = seed_from_env(42);
-    let rate = 1_000_000_000u64;
-    let delay = Duration::from_millis(10);
-    // A drop-tail queue of one bandwidth-delay product.
-    let link = LinkConfig::ideal(delay).with_rate(rate, Some(rate / 8 / 50));
-    let net = Network::new(seed, vec![PathConfig::new(A, B, link)]);
-
+    let net = Network::new(
+        seed,
+        vec![
+            PathConfig::new(A1, B1, link(100, 10)),
+            PathConfig::new(A2, B2, link(50, 20)),
+        ],
+    );
     let mut a = Endpoint::new(EndpointConfig {
         seed: 1,
         ..EndpointConfig::default()
@@ -38,24 +45,42 @@ fn main() {
         seed: 2,
         ..EndpointConfig::default()
     });
-    a.add_address(A);
-    b.add_address(B);
+    // The full-mesh path manager: A opens subflows from both of its addresses to B's address
+    // and to the one B announces with ADD_ADDR.
+    a.add_address(A1);
+    a.add_address(A2);
+    b.add_address(B1);
+    b.add_address(B2);
     b.listen(5201);
     let mut h = Harness::new(net, a, b);
     let ca = h
         .node_a_mut()
-        .connect(SocketAddr::new(A, 0), SocketAddr::new(B, 5201))
+        .connect(SocketAddr::new(A1, 0), SocketAddr::new(B1, 5201))
         .expect("connect");
+    let fail_at = Instant::from_secs(3);
+    let back_at = Instant::from_secs(6);
+    h.network_mut().schedule_down(0, fail_at);
+    h.network_mut().schedule_up(0, back_at);
 
-    println!("path: 1 Gbit/s, 10 ms each way, drop-tail queue of one BDP; moving {mb} MB A -> B");
-    println!("{:>6}  {:>12}  {:>10}", "time", "delivered", "Mbit/s");
+    println!(
+        "path 1: 100 Mbit/s, 10 ms each way; path 2: 50 Mbit/s, 20 ms each way; drop-tail \
+         queues of one BDP"
+    );
+    println!("moving {mb} MB A -> B; path 1 fails silently at 3 s and comes back at 6 s\n");
+    println!(
+        "{:>6}  {:>10}  {:>10}  {:>12}  subflows (active/total)",
+        "time", "path 1", "path 2", "delivered"
+    );
     let mut cb = None;
     let mut sent = 0usize;
     let mut received = 0usize;
     let mut closed = false;
     let mut buf = vec![0u8; 256 * 1024];
-    let mut next_report = Instant::from_secs(1);
-    let mut at_last_report = 0usize;
+    let step = Duration::from_millis(500);
+    let mut next_report = Instant::ZERO + step;
+    let mut last = (0u64, 0u64, 0usize);
+    let mut last_delivery = Instant::ZERO;
+    let mut longest_gap = Duration::ZERO;
     let wall = WallClock::now();
     let start = h.now();
     let outcome = h.run_until(
@@ -67,20 +92,14 @@ fn main() {
             }
             while a.poll_event().is_some() {}
             while sent < total {
-                // Fill only what the send buffer can take now.
-                let room = a.connection(ca).map_or(0, |c| c.send_capacity());
-                let n = (total - sent).min(buf.len()).min(room);
+                let n = (total - sent).min(buf.len()).min(a.send_capacity(ca));
                 if n == 0 {
                     break;
                 }
                 for (i, x) in buf[..n].iter_mut().enumerate() {
                     *x = ((sent + i) % 251) as u8;
                 }
-                let k = a.send(ca, &buf[..n]).expect("send");
-                sent += k;
-                if k < n {
-                    break;
-                }
+                sent += a.send(ca, &buf[..n]).expect("send");
             }
             if sent == total && !closed {
                 a.close(ca).expect("close");
@@ -100,21 +119,46 @@ fn main() {
                     panic!("corrupt byte at offset {}", received + i);
                 }
                 received += n;
+                if now > fail_at && now < back_at {
+                    longest_gap = longest_gap.max(now - last_delivery);
+                }
+                last_delivery = now;
             }
             while now >= next_report {
-                let mbit = (received - at_last_report) as f64 * 8.0 / 1e6;
+                // Per path: bytes A's subflows from that address had acknowledged.
+                let m = a.mptcp(ca).expect("connection");
+                let acked = |ip| -> u64 {
+                    m.subflows()
+                        .iter()
+                        .filter(|s| s.tcp().local().ip() == ip)
+                        .map(|s| s.tcp().stats().bytes_acked)
+                        .sum()
+                };
+                let (p1, p2) = (acked(A1), acked(A2));
+                let secs = step.total_micros() as f64 / 1e6;
+                let rate = |x: u64| x as f64 * 8.0 / secs / 1e6;
+                let active = m.subflows().iter().filter(|s| s.is_active()).count();
                 println!(
-                    "{:>5}s  {:>12}  {:>10.1}",
-                    (next_report - start).total_millis() / 1000,
-                    received,
-                    mbit
+                    "{:>5.1}s  {:>5.1} Mb/s  {:>5.1} Mb/s  {:>5.1} Mb/s  {active}/{}{}",
+                    (next_report - start).total_millis() as f64 / 1000.0,
+                    rate(p1.saturating_sub(last.0)),
+                    rate(p2.saturating_sub(last.1)),
+                    rate((received - last.2) as u64),
+                    m.subflows().len(),
+                    if next_report > fail_at && next_report <= fail_at + step {
+                        "   <- path 1 fails"
+                    } else if next_report > back_at && next_report <= back_at + step {
+                        "   <- path 1 is back"
+                    } else {
+                        ""
+                    }
                 );
-                at_last_report = received;
-                next_report += Duration::from_secs(1);
+                last = (p1, p2, received);
+                next_report += step;
             }
             b.recv_finished(cb)
         },
-        Instant::from_secs(3600),
+        Instant::from_secs(600),
     );
     let cpu = wall.elapsed().as_secs_f64();
     assert!(
@@ -122,23 +166,24 @@ fn main() {
         "the transfer did not finish: {outcome:?} (SIM_SEED={seed})"
     );
     let secs = (h.now() - start).total_micros() as f64 / 1e6;
-    let c = h.node_a().connection(ca).expect("connection");
-    let s = c.stats();
-    let link = h.network().link_stats(0, Side::A);
+    let m = h.node_a().mptcp(ca).expect("connection");
+    let c = m.counters();
     println!();
     println!(
         "{received} bytes delivered and verified in {secs:.2} s of simulated time: {:.1} Mbit/s",
         received as f64 * 8.0 / secs / 1e6
     );
     println!(
-        "loss repair: {} packets lost on the path, {} bytes retransmitted, {} fast recoveries, {} timeouts",
-        link.dropped_loss + link.dropped_queue,
-        s.bytes_retransmitted,
-        s.fast_recoveries,
-        s.rto_expiries
+        "failover: longest pause in delivery after the failure {} ms; {} stale subflow events, \
+         {} bytes reinjected, {} recovered",
+        longest_gap.total_millis(),
+        c.subflow_stale,
+        c.reinjected_bytes,
+        c.subflow_recover
     );
     println!(
-        "simulation: {cpu:.2} s of CPU for both stacks and the network: {:.0} MB of goodput per CPU second",
+        "simulation: {cpu:.2} s of CPU for both stacks and the network: {:.0} MB of goodput per \
+         CPU second",
         received as f64 / cpu / 1e6
     );
 }
