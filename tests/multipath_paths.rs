@@ -691,3 +691,49 @@ fn path_manager_off_means_no_automatic_subflows() {
     assert_eq!(s.h.node_a().mptcp(s.ca).unwrap().subflows().len(), 1);
     assert_eq!(s.h.node_b().mptcp(s.cb).unwrap().counters().add_addr_tx, 0);
 }
+
+#[test]
+fn a_checksum_failure_on_one_of_several_subflows_resets_only_that_subflow() {
+    let mut s = setup(
+        vec![
+            PathConfig::new(A1, B1, link(10, 10)),
+            PathConfig::new(A2, B2, link(10, 10)),
+        ],
+        &[(A1, AddrFlags::default()), (A2, AddrFlags::default())],
+        &[B1, B2],
+        seed_from_env(17),
+        |c| c.mptcp.checksum = true,
+    );
+    // A middlebox corrupts one byte of the 50th data segment A sends from A2 (and fixes the
+    // TCP checksum up, so only the DSS checksum can tell).
+    let mut seen = 0;
+    s.h.set_middlebox(Box::new(move |side, buf, len| {
+        if side == Side::A
+            && IpSegment::parse(&buf[..len]).is_ok_and(|x| x.src == A2 && x.tcp.payload.len() > 100)
+        {
+            seen += 1;
+            if seen == 50 {
+                mptcp_stack::sim::corrupt_payload(&mut buf[..len], 100, 0x20);
+            }
+        }
+        Some(len)
+    }));
+    Bulk::new(4_000_000).run(&mut s, Duration::from_secs(60));
+    let a = s.h.node_a().mptcp(s.ca).unwrap();
+    let b = s.h.node_b().mptcp(s.cb).unwrap();
+    assert_eq!(b.counters().data_csum_err, 1);
+    assert_eq!(b.counters().mp_fail_tx, 1);
+    assert!(
+        a.counters().mp_fail_rx >= 1,
+        "the MP_FAIL rode on the subflow's RST"
+    );
+    assert_eq!(
+        a.mode(),
+        mptcp_stack::mptcp::Mode::Mptcp,
+        "no fallback, no reset"
+    );
+    assert!(a.counters().reinjected_bytes > 0);
+    // The subflow that carried the corrupt mapping was reset; the path manager joined again
+    // from A2 a second later (three joins at first, then one more).
+    assert!(b.counters().mp_join_ack_rx >= 4, "{:?}", b.counters());
+}

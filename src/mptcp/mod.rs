@@ -252,6 +252,8 @@ struct SubflowState {
     last_penalty: Option<Instant>,
     /// The subflow is closed and what it held was handed to the others.
     retired: bool,
+    /// This subflow failed a checksum at this DSN: its RST carries MP_FAIL.
+    fail_rst: Option<Dsn>,
 }
 
 impl SubflowState {
@@ -274,6 +276,7 @@ impl SubflowState {
             acked_seen: 0,
             last_penalty: None,
             retired: false,
+            fail_rst: None,
         }
     }
 }
@@ -459,6 +462,14 @@ impl Hooks for SubflowHooks<'_> {
                     receiver_key: remote.key,
                 });
                 sh.counters.mp_fastclose_tx += 1;
+            }
+            if let Some(dsn) = self.st.fail_rst.take() {
+                // This subflow failed a checksum; the connection goes on over the others.
+                let _ = options.mptcp.push(MptcpRepr::Fail { dsn });
+                let _ = options.mptcp.push(MptcpRepr::TcpRst(TcpRstRepr {
+                    flags: 0,
+                    reason: TcpRstReason::MPTCP_ERROR,
+                }));
             }
             if let Some(dsn) = sh.mp_fail_tx.take() {
                 // A failed checksum ends the connection: say where (MP_FAIL) and why
@@ -886,7 +897,10 @@ impl Hooks for SubflowHooks<'_> {
                     sh.counters.mp_fail_rx += 1;
                     // Our own MP_FAIL echoed back needs nothing; otherwise the peer asks us to
                     // fall back at `dsn`.
-                    if sh.awaiting_infinite.is_none()
+                    // On a RST it ends only that subflow, whose data is sent again on the
+                    // others (section 3.7).
+                    if !f.rst()
+                        && sh.awaiting_infinite.is_none()
                         && sh.mode == Mode::Mptcp
                         && sh.fail_requested.is_none()
                         && sh.infinite_tx.is_none()
@@ -2154,6 +2168,7 @@ impl MptcpConnection {
     fn pull_data(&mut self) {
         let sh = &mut self.sh;
         let subflows = self.subflows.len();
+        let usable_subflows = self.subflows.iter().filter(|s| usable(s)).count();
         for sub in &mut self.subflows {
             if sub
                 .st
@@ -2260,6 +2275,13 @@ impl MptcpConnection {
                         sub.st.rx_maps.pop_front();
                         if subflows == 1 && !sh.rx.has_gaps() && map.dsn == sh.rx.next() {
                             sh.awaiting_infinite = Some(map.dsn);
+                        } else if usable_subflows > 1 {
+                            // With other subflows (section 3.7): this subflow is reset with
+                            // MP_FAIL, nothing of it beyond what verified is delivered, and the
+                            // sender sends the data again on the others.
+                            sub.st.fail_rst = Some(map.dsn);
+                            sub.tcp.abort();
+                            break;
                         } else {
                             sh.mp_fail_tx = Some(map.dsn);
                             sh.reset = true;
