@@ -87,6 +87,60 @@ impl CcAlgorithm {
     }
 }
 
+/// HyStart (the delay-based exit from slow start of RFC 9406, HyStart++): when the smallest
+/// RTT seen in a round of slow start exceeds the previous round's by more than
+/// max(4 ms, min(16 ms, that RTT / 8)), the queue is filling and slow start ends there
+/// (ssthresh = cwnd), before it overshoots the path by a whole window. As Linux's HyStart,
+/// it ends slow start at once rather than through RFC 9406's conservative slow start, and only
+/// from 16 segments on. A round is a window's worth of acknowledged bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HyStart {
+    round_left: usize,
+    last_round_min: Option<Duration>,
+    round_min: Option<Duration>,
+    samples: u32,
+}
+
+/// RFC 9406: RTT samples a round needs before it is compared.
+pub const HYSTART_MIN_SAMPLES: u32 = 8;
+/// RFC 9406: the smallest and largest RTT increase that ends slow start.
+pub const HYSTART_MIN_THRESH: Duration = Duration::from_millis(4);
+/// See [`HYSTART_MIN_THRESH`].
+pub const HYSTART_MAX_THRESH: Duration = Duration::from_millis(16);
+/// Linux's `hystart_low_window`: below this many segments slow start runs on.
+pub const HYSTART_LOW_WINDOW: usize = 16;
+
+impl HyStart {
+    /// An acknowledgement in slow start with the window at `cwnd`: whether slow start should
+    /// end now.
+    pub fn on_ack(&mut self, s: &AckSample, cwnd: usize, mss: usize) -> bool {
+        if s.acked >= self.round_left {
+            self.last_round_min = self.round_min.or(self.last_round_min);
+            self.round_min = None;
+            self.samples = 0;
+            self.round_left = cwnd;
+        } else {
+            self.round_left -= s.acked;
+        }
+        let Some(rtt) = s.rtt else { return false };
+        self.round_min = Some(self.round_min.map_or(rtt, |m| m.min(rtt)));
+        self.samples += 1;
+        if cwnd < HYSTART_LOW_WINDOW * mss || self.samples < HYSTART_MIN_SAMPLES {
+            return false;
+        }
+        let (Some(now), Some(last)) = (self.round_min, self.last_round_min) else {
+            return false;
+        };
+        let thresh = (last / 8).clamp(HYSTART_MIN_THRESH, HYSTART_MAX_THRESH);
+        now >= last + thresh
+    }
+
+    /// Start afresh (after a timeout, slow start begins again).
+    pub fn reset(&mut self) {
+        *self = HyStart::default();
+    }
+}
+
 /// RFC 5681 initial window (RFC 6928's IW10, as Linux uses).
 pub fn initial_window(mss: usize) -> usize {
     10 * mss
@@ -101,6 +155,7 @@ pub struct Reno {
     ssthresh: usize,
     /// Bytes acknowledged since the window last grew in congestion avoidance.
     acked_accum: usize,
+    hystart: HyStart,
 }
 
 impl Reno {
@@ -111,6 +166,7 @@ impl Reno {
             cwnd: initial_window(mss),
             ssthresh: usize::MAX,
             acked_accum: 0,
+            hystart: HyStart::default(),
         }
     }
 }
@@ -131,6 +187,9 @@ impl CongestionControl for Reno {
         if self.cwnd < self.ssthresh {
             // RFC 3465: grow by at most 2 MSS per ACK in slow start.
             self.cwnd += s.acked.min(2 * self.mss);
+            if self.hystart.on_ack(s, self.cwnd, self.mss) {
+                self.ssthresh = self.cwnd;
+            }
         } else {
             self.acked_accum += s.acked;
             if self.acked_accum >= self.cwnd {
@@ -152,6 +211,7 @@ impl CongestionControl for Reno {
         self.ssthresh = (in_flight / 2).max(2 * self.mss);
         self.cwnd = self.mss;
         self.acked_accum = 0;
+        self.hystart.reset();
     }
     fn set_mss(&mut self, mss: usize) {
         if self.cwnd == initial_window(self.mss) {
@@ -182,6 +242,7 @@ pub struct Cubic {
     w_est: f64,
     /// Bytes acknowledged, carried between ACKs in congestion avoidance.
     acked_accum: usize,
+    hystart: HyStart,
 }
 
 /// RFC 9438 section 4.6: multiplicative decrease factor.
@@ -202,6 +263,7 @@ impl Cubic {
             k: 0.0,
             w_est: 0.0,
             acked_accum: 0,
+            hystart: HyStart::default(),
         }
     }
 
@@ -238,6 +300,10 @@ impl CongestionControl for Cubic {
         }
         if self.cwnd < self.ssthresh {
             self.cwnd += s.acked.min(2 * self.mss);
+            if self.hystart.on_ack(s, self.cwnd, self.mss) {
+                // RFC 9438 section 4.10: slow start ends; W_max is where it ended.
+                self.ssthresh = self.cwnd;
+            }
             return;
         }
         let epoch = match self.epoch_start {
@@ -292,6 +358,7 @@ impl CongestionControl for Cubic {
     fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
         self.reduce();
         self.cwnd = self.mss;
+        self.hystart.reset();
     }
     fn set_mss(&mut self, mss: usize) {
         if self.cwnd == initial_window(self.mss) {
@@ -314,6 +381,51 @@ mod tests {
             in_flight,
             rtt: None,
             srtt: Duration::from_millis(100),
+        }
+    }
+
+    /// Slow start over rounds of one window each, every ACK covering one MSS and showing
+    /// `rtt_of(round)`; returns the round in which slow start ended, if it did.
+    fn slow_start_rounds(
+        cc: &mut dyn CongestionControl,
+        rtt_of: impl Fn(u32) -> u64,
+    ) -> Option<u32> {
+        let mss = 1000;
+        for round in 0..12 {
+            let acks = cc.window() / mss;
+            for _ in 0..acks {
+                let s = AckSample {
+                    acked: mss,
+                    in_flight: cc.window(),
+                    rtt: Some(Duration::from_millis(rtt_of(round))),
+                    srtt: Duration::from_millis(rtt_of(round)),
+                };
+                cc.on_ack(Instant::from_millis(0), &s);
+                if cc.ssthresh() != usize::MAX {
+                    return Some(round);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn hystart_ends_slow_start_when_the_round_trip_time_grows_and_not_before() {
+        for make in [CcAlgorithm::Reno, CcAlgorithm::Cubic] {
+            // The RTT stays at 20 ms: slow start runs on (up to the 12 rounds tried).
+            let mut cc = make.build(1000);
+            assert_eq!(slow_start_rounds(cc.as_mut(), |_| 20), None, "{make:?}");
+            // From round 5 on the queue builds: 20 ms, then +5 ms (over max(4 ms, 20/8)).
+            let mut cc = make.build(1000);
+            let ended = slow_start_rounds(cc.as_mut(), |r| if r < 5 { 20 } else { 25 });
+            assert_eq!(ended, Some(5), "{make:?}");
+            assert_eq!(cc.ssthresh(), cc.window(), "slow start ends where it stood");
+            // +3 ms is below the 4 ms floor: no exit.
+            let mut cc = make.build(1000);
+            assert_eq!(
+                slow_start_rounds(cc.as_mut(), |r| if r < 5 { 20 } else { 23 }),
+                None
+            );
         }
     }
 

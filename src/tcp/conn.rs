@@ -276,6 +276,10 @@ pub struct Connection {
 
     rtt: RttEstimator,
     rtt_probe: Option<(TcpSeq, Instant)>,
+    /// The RTT the echoed timestamp of the ACK being processed shows (1 ms resolution): a
+    /// sample on every ACK for the congestion controller (HyStart), while the RTO estimator
+    /// keeps its one timed segment per round trip.
+    ts_rtt: Option<Duration>,
     cc: Box<dyn CongestionControl>,
 
     // Timers.
@@ -366,6 +370,7 @@ impl Connection {
             rexmit_credit: false,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
+            ts_rtt: None,
             cc: cfg.cc.build(mss),
             rto_at: None,
             delack_at: None,
@@ -996,7 +1001,16 @@ impl Connection {
         }
         let in_flight_before = self.pipe();
         if advanced {
+            // RFC 7323 section 4.1: only an ACK that advances SND.UNA gives an RTT sample.
+            self.ts_rtt = seg
+                .options
+                .timestamp
+                .filter(|ts| self.ts_ok && ts.tsecr != 0)
+                .map(|ts| self.ts_now(now).wrapping_sub(ts.tsecr) as i32)
+                .filter(|ms| (0..60_000).contains(ms))
+                .map(|ms| Duration::from_millis(ms as u64));
             self.ack_advanced(now, ack, in_flight_before, newly_sacked);
+            self.ts_rtt = None;
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.fin()
@@ -1101,7 +1115,7 @@ impl Connection {
         AckSample {
             acked,
             in_flight,
-            rtt,
+            rtt: rtt.or(self.ts_rtt),
             srtt: self.rtt.srtt().unwrap_or(self.cfg.initial_rto),
         }
     }

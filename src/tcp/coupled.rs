@@ -65,7 +65,7 @@
 
 use smoltcp::time::{Duration, Instant};
 
-use super::cc::{AckSample, CongestionControl, initial_window};
+use super::cc::{AckSample, CongestionControl, HyStart, initial_window};
 
 /// The smallest RTT [`couple`] uses, in seconds: a zero sample is taken as this.
 const MIN_RTT_SECS: f64 = 1e-6;
@@ -272,6 +272,7 @@ struct RenoCore {
     ssthresh: usize,
     /// Bytes acknowledged since the window last moved in congestion avoidance.
     acked_accum: usize,
+    hystart: HyStart,
 }
 
 impl RenoCore {
@@ -281,6 +282,7 @@ impl RenoCore {
             cwnd: initial_window(mss),
             ssthresh: usize::MAX,
             acked_accum: 0,
+            hystart: HyStart::default(),
         }
     }
 
@@ -295,6 +297,9 @@ impl RenoCore {
         }
         if self.cwnd < self.ssthresh {
             self.cwnd += s.acked.min(SLOW_START_MAX_SEGMENTS_PER_ACK * self.mss);
+            if self.hystart.on_ack(s, self.cwnd, self.mss) {
+                self.ssthresh = self.cwnd;
+            }
             return;
         }
         match step(self.cwnd) {
@@ -333,6 +338,7 @@ impl RenoCore {
         self.ssthresh = (in_flight / 2).max(self.floor());
         self.cwnd = self.mss;
         self.acked_accum = 0;
+        self.hystart.reset();
     }
 
     fn on_penalty(&mut self) {
