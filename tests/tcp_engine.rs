@@ -539,3 +539,27 @@ fn keepalive_probes_an_idle_peer_and_times_out_a_dead_one() {
         Some(tcp::ConnError::TimedOut)
     );
 }
+
+#[test]
+fn a_lost_retransmission_backs_off_the_timer_but_does_not_cut_ssthresh_again() {
+    // RFC 5681 section 3.1: ssthresh is set from the flight at the first timeout and held while
+    // the retransmission of the same segment is lost again.
+    let mut w = Wire::new(EndpointConfig::default());
+    let mut data_segments = 0;
+    // 40 segments; the last ten are lost (no duplicate ACK can follow them), and so is the
+    // first retransmission: two timeouts in a row.
+    w.drop = Box::new(move |a_to_b, _, seg| {
+        if a_to_b && !seg.tcp.payload.is_empty() {
+            data_segments += 1;
+            return (31..=41).contains(&data_segments);
+        }
+        false
+    });
+    let (ca, _) = transfer(&mut w, 40 * 1448, Duration::from_secs(30));
+    let c = w.a.connection(ca).unwrap();
+    let s = *c.stats();
+    assert!(s.rto_expiries >= 2, "{}", tail(&w.log));
+    // The flight at the first timeout was at least 10 segments: ssthresh is half of it, not
+    // the 2-segment floor that cutting it at every timeout would give.
+    assert!(c.ssthresh() >= 5 * 1448, "ssthresh {}", c.ssthresh());
+}

@@ -1088,6 +1088,10 @@ fn queue_reinjection(sh: &mut Shared, maps: &VecDeque<TxMap>) {
     }
 }
 
+/// The longest a stale subflow waits between retransmissions (probes of its path).
+pub const STALE_PROBE_INTERVAL: smoltcp::time::Duration =
+    smoltcp::time::Duration::from_millis(1000);
+
 /// The most DSN ranges waiting for reinjection.
 const MAX_REINJECT_RANGES: usize = 1024;
 
@@ -1648,6 +1652,7 @@ impl MptcpConnection {
             sub.st.rto_streak = 0;
             if sub.st.stale {
                 sub.st.stale = false;
+                sub.tcp.set_rto_cap(now, None);
                 self.sh.counters.subflow_recover += 1;
             }
         }
@@ -1744,6 +1749,9 @@ impl MptcpConnection {
             }
             sub.st.stale = true;
             sub.st.acked_seen = sub.tcp.stats().bytes_acked;
+            // Its retransmissions now probe the path: keep them coming (section 3.3.8's
+            // backup logic needs to know when the path works again).
+            sub.tcp.set_rto_cap(self.sh.now, Some(STALE_PROBE_INTERVAL));
             self.sh.counters.subflow_stale += 1;
             queue_reinjection(&mut self.sh, &sub.st.tx_maps);
         }

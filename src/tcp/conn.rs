@@ -280,6 +280,8 @@ pub struct Connection {
     /// sample on every ACK for the congestion controller (HyStart), while the RTO estimator
     /// keeps its one timed segment per round trip.
     ts_rtt: Option<Duration>,
+    /// An upper bound on the backed-off retransmission timer (see [`Connection::set_rto_cap`]).
+    rto_cap: Option<Duration>,
     cc: Box<dyn CongestionControl>,
 
     // Timers.
@@ -371,6 +373,7 @@ impl Connection {
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             ts_rtt: None,
+            rto_cap: None,
             cc: cfg.cc.build(mss),
             rto_at: None,
             delack_at: None,
@@ -491,6 +494,10 @@ impl Connection {
     /// The current RTO.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+    /// The slow-start threshold in bytes.
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
     }
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> usize {
@@ -1517,7 +1524,11 @@ impl Connection {
                     return;
                 }
                 let in_flight = self.pipe();
-                self.cc.on_rto(now, in_flight);
+                // RFC 5681 section 3.1: when a retransmission is itself lost, ssthresh is held;
+                // only the first timeout of a run reduces it (the window is one segment since).
+                if self.retries == 1 {
+                    self.cc.on_rto(now, in_flight);
+                }
                 self.rtt.back_off();
                 // RFC 6675 section 5.1 / RFC 5681 section 3.1: everything not SACKed is lost and
                 // is retransmitted from snd_una, in slow start.
@@ -1530,14 +1541,33 @@ impl Connection {
                 self.rexmit_credit = true;
                 // The timer runs again at once (RFC 6298 (5.6)): it must not depend on the
                 // retransmission actually going out.
-                self.rto_at = Some(now + self.rtt.rto());
+                self.rto_at = Some(now + self.timer_rto());
             }
+        }
+    }
+
+    /// The retransmission timeout to arm: the backed-off RTO, within the cap if one is set.
+    fn timer_rto(&self) -> Duration {
+        let rto = self.rtt.rto();
+        self.rto_cap.map_or(rto, |cap| rto.min(cap))
+    }
+
+    /// Bound the backed-off retransmission timer (`None`: no bound but `max_rto`). MPTCP caps a
+    /// stale subflow's timer while other subflows carry the data: its retransmissions are
+    /// then probes of the path, and a path that works again is noticed within the cap rather
+    /// than after a backoff of tens of seconds. The retry limit still applies.
+    pub fn set_rto_cap(&mut self, now: Instant, cap: Option<Duration>) {
+        self.rto_cap = cap;
+        if let (Some(at), Some(cap)) = (self.rto_at, cap)
+            && at > now + cap
+        {
+            self.rto_at = Some(now + cap);
         }
     }
 
     fn restart_rto(&mut self, now: Instant) {
         if self.snd_una != self.snd_max {
-            self.rto_at = Some(now + self.rtt.rto());
+            self.rto_at = Some(now + self.timer_rto());
         } else {
             self.rto_at = None;
         }
@@ -1878,7 +1908,7 @@ impl Connection {
             if self.rtt.backoff_count() == 0 && self.rtt_probe.is_none() {
                 self.rtt_probe = Some((self.iss, now));
             }
-            self.rto_at = Some(now + self.rtt.rto());
+            self.rto_at = Some(now + self.timer_rto());
         }
         Some(n)
     }
