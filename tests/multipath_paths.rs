@@ -755,3 +755,49 @@ fn a_checksum_failure_on_one_of_several_subflows_resets_only_that_subflow() {
     // from A2 a second later (three joins at first, then one more).
     assert!(b.counters().mp_join_ack_rx >= 4, "{:?}", b.counters());
 }
+
+#[test]
+fn an_ipv6_add_addr_with_a_port_goes_alone_on_an_ack_without_timestamps() {
+    // IPv6 + port + HMAC is 30 bytes: beside 12 bytes of timestamps it does not fit in 40.
+    let mut s = setup(
+        vec![
+            PathConfig::new(A1, B1, link(10, 10)),
+            PathConfig::new(A6, B6, link(10, 10)),
+        ],
+        &[(A1, AddrFlags::default())],
+        &[B1],
+        seed_from_env(18),
+        |c| c.path_manager = PathManagerKind::Manual,
+    );
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    s.h.set_middlebox(Box::new(move |side, buf, len| {
+        if side == Side::B
+            && let Ok(x) = IpSegment::parse(&buf[..len])
+            && let Some(MptcpRepr::AddAddr(a)) = x
+                .tcp
+                .options
+                .mptcp
+                .iter()
+                .find(|o| matches!(o, MptcpRepr::AddAddr(_)))
+        {
+            log.borrow_mut()
+                .push((*a, x.tcp.options.timestamp.is_some(), x.tcp.payload.len()));
+        }
+        Some(len)
+    }));
+    s.h.node_b_mut().add_address(B6);
+    s.h.node_b_mut()
+        .announce_with_port(s.cb, B6, Some(8443))
+        .unwrap();
+    let _ = s.h.run_for(Duration::from_millis(500));
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1, "sent once, echoed: {seen:?}");
+    let (add, with_ts, payload) = seen[0];
+    assert_eq!((add.addr, add.port), (B6, Some(8443)));
+    assert!(!with_ts && payload == 0, "a pure ACK without timestamps");
+    let a = s.h.node_a().mptcp(s.ca).unwrap();
+    assert_eq!(a.counters().add_addr_rx, 1, "the HMAC verified");
+    assert_eq!(a.remote_addresses()[0].port, Some(8443));
+    assert_eq!(s.h.node_b().mptcp(s.cb).unwrap().counters().echo_add_rx, 1);
+}

@@ -577,11 +577,22 @@ impl Endpoint {
 
     /// Announce one of the endpoint's addresses to the peer of a connection (ADD_ADDR).
     pub fn announce(&mut self, h: ConnectionHandle, addr: IpAddr) -> Result<(), EndpointError> {
+        self.announce_with_port(h, addr, None)
+    }
+
+    /// [`Endpoint::announce`] with a port, for a peer that should join to another port than
+    /// the connection's.
+    pub fn announce_with_port(
+        &mut self,
+        h: ConnectionHandle,
+        addr: IpAddr,
+        port: Option<u16>,
+    ) -> Result<(), EndpointError> {
         if !self.addrs.contains(&addr) {
             return Err(EndpointError::AddressNotAvailable);
         }
         let id = self.addr_id(h.0, addr);
-        if self.slot_mut(h)?.conn.announce(id, addr, None) {
+        if self.slot_mut(h)?.conn.announce(id, addr, port) {
             Ok(())
         } else {
             Err(EndpointError::NotJoinable)
