@@ -281,3 +281,42 @@ fn a_backup_subflow_carries_nothing_while_the_primary_works() {
     // Even though the backup path has the lower RTT.
     assert_eq!(a.subflows()[1].tcp().stats().bytes_sent, 0);
 }
+
+#[test]
+fn a_lost_fourth_ack_is_repaired_the_third_ack_is_sent_again_and_answered() {
+    let (mut h, ca) = two_paths(link(10, 10), link(10, 10), seed_from_env(5));
+    let cb = establish(&mut h, ca);
+    // Drop B's first answer on the new subflow after its SYN/ACK: the fourth ACK.
+    let mut dropped = false;
+    h.set_middlebox(Box::new(move |side, buf, len| {
+        if side == Side::B
+            && !dropped
+            && IpSegment::parse(&buf[..len])
+                .is_ok_and(|s| s.src == B2 && !s.tcp.flags.syn() && s.tcp.payload.is_empty())
+        {
+            dropped = true;
+            return None;
+        }
+        Some(len)
+    }));
+    h.node_a_mut()
+        .add_subflow(ca, SocketAddr::new(A2, 0), SocketAddr::new(B2, PORT), false)
+        .unwrap();
+    let outcome = h.run_until(
+        |a, _, _| a.mptcp(ca).unwrap().join_phase(1) == Some(JoinPhase::Established),
+        h.now() + Duration::from_secs(3),
+    );
+    assert!(
+        outcome.is_satisfied(),
+        "the client's subflow never became usable"
+    );
+    assert_eq!(h.node_b().mptcp(cb).unwrap().counters().mp_join_ack_rx, 1);
+    send_all(&mut h, ca, cb, 1_000_000);
+    assert!(
+        h.node_a().mptcp(ca).unwrap().subflows()[1]
+            .tcp()
+            .stats()
+            .bytes_sent
+            > 0
+    );
+}

@@ -254,6 +254,12 @@ struct SubflowState {
     retired: bool,
     /// This subflow failed a checksum at this DSN: its RST carries MP_FAIL.
     fail_rst: Option<Dsn>,
+    /// Server: a copy of the MP_JOIN third ACK arrived after the join completed (our fourth
+    /// ACK was lost): answer it again.
+    join_ack_again: bool,
+    /// Client: when to send the MP_JOIN third ACK again if the server has not answered, and
+    /// how many times it went.
+    join_ack_timer: Option<(Instant, u32)>,
 }
 
 impl SubflowState {
@@ -277,6 +283,8 @@ impl SubflowState {
             last_penalty: None,
             retired: false,
             fail_rst: None,
+            join_ack_again: false,
+            join_ack_timer: None,
         }
     }
 }
@@ -719,6 +727,17 @@ impl Hooks for SubflowHooks<'_> {
         if f.syn() && self.st.join.is_some() {
             return;
         }
+        if sh.role == Role::Server
+            && self.st.join.is_some()
+            && seg
+                .options
+                .mptcp
+                .iter()
+                .any(|o| matches!(o, MptcpRepr::Join(JoinRepr::Ack { .. })))
+        {
+            // Section 3.2: the third ACK is reliable; a copy means our answer was lost.
+            self.st.join_ack_again = true;
+        }
         if f.syn() {
             self.st.irs = seg.seq;
             if sh.role == Role::Client && sh.mode == Mode::Pending {
@@ -1087,6 +1106,9 @@ fn queue_reinjection(sh: &mut Shared, maps: &VecDeque<TxMap>) {
         sh.reinject.push_back((m.dsn, u64::from(m.len)));
     }
 }
+
+/// Copies of the MP_JOIN third ACK sent without an answer before the join is given up.
+pub const JOIN_ACK_RETRIES: u32 = 6;
 
 /// The longest a stale subflow waits between retransmissions (probes of its path).
 pub const STALE_PROBE_INTERVAL: smoltcp::time::Duration =
@@ -1622,7 +1644,7 @@ impl MptcpConnection {
                 self.sh.wnd_end = Some(edge);
             }
         }
-        if joining
+        if (joining || std::mem::take(&mut sub.st.join_ack_again))
             && self.sh.role == Role::Server
             && sub
                 .st
@@ -1631,6 +1653,15 @@ impl MptcpConnection {
         {
             // The fourth ACK (section 3.2): tells the client its third ACK arrived.
             sub.tcp.request_ack();
+        }
+        // Client: the third ACK went out with the handshake's ACK; until the server answers it
+        // is sent again on a timer (section 3.2: it is reliable).
+        match sub.st.join.map(|j| j.phase) {
+            Some(JoinPhase::AckSent) if sub.st.join_ack_timer.is_none() => {
+                sub.st.join_ack_timer = Some((now + sub.tcp.rto(), 0));
+            }
+            Some(JoinPhase::AckSent) => {}
+            _ => sub.st.join_ack_timer = None,
         }
         if sub.st.join.is_some_and(|j| j.phase == JoinPhase::Failed)
             && sub.tcp.state() != State::Closed
@@ -1766,6 +1797,24 @@ impl MptcpConnection {
             }
         }
         self.detect_stale();
+        for s in &mut self.subflows {
+            if let Some((at, sent)) = s.st.join_ack_timer
+                && at <= now
+            {
+                if sent >= JOIN_ACK_RETRIES {
+                    // No answer: the join failed (section 3.2 allows a reset).
+                    s.st.join_ack_timer = None;
+                    if let Some(j) = s.st.join.as_mut() {
+                        j.phase = JoinPhase::Failed;
+                    }
+                    s.tcp.abort();
+                } else {
+                    s.tcp.request_ack();
+                    let wait = s.tcp.rto() * (2u32 << sent.min(5));
+                    s.st.join_ack_timer = Some((now + wait, sent + 1));
+                }
+            }
+        }
         if self.sh.signals.poll_timeout().is_some_and(|t| t <= now) {
             self.sh.counters.add_addr_given_up += self.sh.signals.handle_timeout(now);
         }
@@ -1802,6 +1851,11 @@ impl MptcpConnection {
             .filter_map(|s| s.tcp.poll_timeout())
             .chain(self.fin_timer)
             .chain(self.sh.signals.poll_timeout())
+            .chain(
+                self.subflows
+                    .iter()
+                    .filter_map(|s| s.st.join_ack_timer.map(|(t, _)| t)),
+            )
             .min()
     }
 
