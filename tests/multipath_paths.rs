@@ -801,3 +801,50 @@ fn an_ipv6_add_addr_with_a_port_goes_alone_on_an_ack_without_timestamps() {
     assert_eq!(a.remote_addresses()[0].port, Some(8443));
     assert_eq!(s.h.node_b().mptcp(s.cb).unwrap().counters().echo_add_rx, 1);
 }
+
+#[test]
+fn no_subflow_is_opened_once_both_directions_are_closed() {
+    // B (the server) sends and closes first; A reads to the end and closes: A's subflows
+    // close passively, at once, which must not look to its path manager like failed paths.
+    let mut s = two_path_setup(link(10, 10), link(10, 10), seed_from_env(19));
+    let (ca, cb) = (s.ca, s.cb);
+    let mut bulk = Bulk::new(2_000_000);
+    let mut a_closed = false;
+    let _ = s.h.run_until(
+        |a, b, now| {
+            if bulk.pump(b, a, cb, ca, now) && b.send_capacity(cb) > 0 {
+                let _ = b.close(cb);
+            }
+            if a.recv_finished(ca) && !a_closed {
+                a.close(ca).unwrap();
+                a_closed = true;
+            }
+            false
+        },
+        s.h.now() + Duration::from_secs(10),
+    );
+    assert_eq!(bulk.got, 2_000_000);
+    assert!(a_closed);
+    let a = s.h.node_a().mptcp(ca).unwrap();
+    assert!(a.send_finished());
+    assert_eq!(
+        s.h.node_b().mptcp(cb).unwrap().counters().mp_join_syn_rx,
+        3,
+        "the three joins of the full mesh, none after the close"
+    );
+    let states: Vec<_> = a.subflows().iter().map(|x| x.tcp().state()).collect();
+    assert!(
+        states.iter().all(|s| matches!(
+            s,
+            mptcp_stack::tcp::State::Closed | mptcp_stack::tcp::State::TimeWait
+        )),
+        "every subflow of A closed: {states:?}"
+    );
+    // The subflows that carried the data are still listed with their counts.
+    let got: u64 = a
+        .subflows()
+        .iter()
+        .map(|x| x.tcp().stats().bytes_received)
+        .sum();
+    assert!(got >= 2_000_000, "{got}");
+}

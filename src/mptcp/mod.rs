@@ -1444,7 +1444,10 @@ impl MptcpConnection {
     /// MPTCP in use, both keys known and the peer confirmed it has ours: subflows may join
     /// and addresses may be announced.
     pub fn is_fully_established(&self) -> bool {
-        self.can_join() && self.sh.confirmed && !self.is_closed()
+        // Once both directions are closed (DATA_FIN sent and acknowledged, and received) the
+        // subflows are closing: no path manager may open new ones.
+        let finished = self.sh.data_fin_acked && self.sh.data_fin_received;
+        self.can_join() && self.sh.confirmed && !finished && !self.is_closed()
     }
 
     /// Which side opened the connection.
