@@ -1107,6 +1107,9 @@ fn queue_reinjection(sh: &mut Shared, maps: &VecDeque<TxMap>) {
     }
 }
 
+/// The longest wait between copies of a DATA_FIN that rides on pure ACKs.
+pub const MAX_DATA_FIN_WAIT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(5);
+
 /// Copies of the MP_JOIN third ACK sent without an answer before the join is given up.
 pub const JOIN_ACK_RETRIES: u32 = 6;
 
@@ -1143,6 +1146,8 @@ pub struct MptcpConnection {
     /// Retransmission of a DATA_FIN that no data segment carries (it rides on pure ACKs).
     fin_timer: Option<Instant>,
     fin_backoff: u32,
+    /// `snd_una` when the DATA_FIN backoff last started.
+    fin_una: Option<Dsn>,
     scheduler: Box<dyn Scheduler>,
     /// Opportunistic retransmission has sent everything below this DSN again already.
     opportunistic_upto: Option<Dsn>,
@@ -1194,6 +1199,7 @@ impl MptcpConnection {
             scratch: Vec::new(),
             fin_timer: None,
             fin_backoff: 0,
+            fin_una: None,
             scheduler: cfg.scheduler.build(),
             opportunistic_upto: None,
         }
@@ -1841,9 +1847,26 @@ impl MptcpConnection {
             && !self.sh.data_fin_acked;
         if !pending {
             self.fin_timer = None;
-        } else if self.fin_timer.is_none() {
-            let rto = self.subflows[0].tcp.rto();
-            self.fin_timer = Some(now + rto * (1u32 << self.fin_backoff));
+        } else {
+            // Progress at the data level (reinjected data acknowledged, say) starts the
+            // backoff afresh: the DATA_FIN follows at once, not after a long-grown wait.
+            if self.fin_una != Some(self.sh.snd_una) {
+                self.fin_una = Some(self.sh.snd_una);
+                self.fin_backoff = 0;
+                self.fin_timer = None;
+            }
+            if self.fin_timer.is_none() {
+                // The RTO of a subflow that works (the initial one may be dead), bounded.
+                let rto = self
+                    .subflows
+                    .iter()
+                    .filter(|s| usable(s) && !s.st.stale)
+                    .map(|s| s.tcp.rto())
+                    .min()
+                    .unwrap_or_else(|| self.subflows[0].tcp.rto());
+                let wait = (rto * (1u32 << self.fin_backoff)).min(MAX_DATA_FIN_WAIT);
+                self.fin_timer = Some(now + wait);
+            }
         }
     }
 
