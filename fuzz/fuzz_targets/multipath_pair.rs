@@ -33,10 +33,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use libfuzzer_sys::fuzz_target;
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::mptcp::pm::AddrFlags;
-use mptcp_stack::mptcp::{Mode, SchedulerKind};
+use mptcp_stack::mptcp::{JoinPhase, Mode, SchedulerKind};
 use mptcp_stack::node::{Duration, Instant, Node};
 use mptcp_stack::seq::Dsn;
 use mptcp_stack::sim::strip_tcp_option;
+use mptcp_stack::tcp::State;
 use mptcp_stack::wire::IpSegment;
 
 /// A1, A2, B1, B2.
@@ -946,6 +947,14 @@ impl Sim {
         if self.adverse || self.exhausted || self.app[0].failed || self.app[1].failed {
             return;
         }
+        // Known issue (regressions/multipath_pair/liveness_join_third_ack_retransmission_never_
+        // answered_subflow_stuck): the server answers the MP_JOIN third ACK once; when that ACK
+        // is lost, the client's retransmissions of the third ACK are pure duplicate ACKs the
+        // server ignores (its join phase is already Established), so the client's subflow stays
+        // in AckSent, unusable, for ever.
+        if skip_known_issues("join_ack_unanswered") && self.join_stuck() {
+            return;
+        }
         let Some(hb) = self.h[1] else {
             panic!(
                 "liveness: no connection at B after {FINAL_PHASE} of clean wire, A did not fail"
@@ -964,6 +973,23 @@ impl Sim {
                 "liveness: {s:?} read all {peer_sent} bytes but not the end of the stream"
             );
         }
+    }
+}
+
+impl Sim {
+    /// Some side has an established subflow still waiting for the answer to its MP_JOIN third
+    /// ACK (the symptom of the `join_ack_unanswered` known issue).
+    fn join_stuck(&self) -> bool {
+        (0..2).any(|i| {
+            self.h[i]
+                .and_then(|h| self.ep[i].mptcp(h))
+                .is_some_and(|m| {
+                    (0..m.subflows().len()).any(|k| {
+                        m.join_phase(k) == Some(JoinPhase::AckSent)
+                            && m.subflows()[k].tcp().state() == State::Established
+                    })
+                })
+        })
     }
 }
 
