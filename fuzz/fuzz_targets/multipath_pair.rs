@@ -343,14 +343,16 @@ impl Sim {
                     "{side:?} sent from an address not its own: {}",
                     describe(&data)
                 );
+                if debug_level() > 2 {
+                    let lost = dst.is_none_or(|d| owner(d) == side) || self.path_down(src, dst);
+                    let lost = if lost { " (lost)" } else { "" };
+                    eprintln!("  {} {side:?} sends{lost}: {}", self.now, describe(&data));
+                }
                 let Some(d) = dst else {
                     continue;
                 };
                 if owner(d) == side || self.path_down(src, dst) {
                     continue;
-                }
-                if debug_level() > 2 {
-                    eprintln!("  {} {side:?} sends: {}", self.now, describe(&data));
                 }
                 self.order += 1;
                 self.wire.push(Packet {
@@ -955,6 +957,15 @@ impl Sim {
         if skip_known_issues("join_ack_unanswered") && self.join_stuck() {
             return;
         }
+        // Known issue (regressions/multipath_pair/liveness_data_fin_not_resent_after_its_
+        // subflow_dies_fin_timer_backoff_hour): the DATA_FIN is repeated only by the
+        // connection's fin_timer, armed at the initial subflow's RTO (backed off to 60 s by an
+        // outage, and kept once that subflow is dead) times 2^fin_backoff (up to 64): after the
+        // subflow that carried it dies, the next copy can be an hour away, though the data was
+        // reinjected and acknowledged on another subflow at once.
+        if skip_known_issues("data_fin_backoff") && self.data_fin_stalled() {
+            return;
+        }
         let Some(hb) = self.h[1] else {
             panic!(
                 "liveness: no connection at B after {FINAL_PHASE} of clean wire, A did not fail"
@@ -989,6 +1000,21 @@ impl Sim {
                             && m.subflows()[k].tcp().state() == State::Established
                     })
                 })
+        })
+    }
+}
+
+impl Sim {
+    /// Some side closed in MPTCP mode, the peer read every byte it sent but not the end of the
+    /// stream, and the initial subflow is closed (the symptom of `data_fin_backoff`).
+    fn data_fin_stalled(&self) -> bool {
+        [Side::A, Side::B].into_iter().any(|s| {
+            let (i, p) = (s.idx(), s.peer().idx());
+            let m = self.h[i].and_then(|h| self.ep[i].mptcp(h));
+            self.app[i].closed
+                && m.is_some_and(|m| m.mode() == Mode::Mptcp && m.primary().is_closed())
+                && self.app[p].received == self.app[i].sent
+                && self.h[p].is_some_and(|h| !self.ep[p].recv_finished(h))
         })
     }
 }
