@@ -13,9 +13,12 @@ sanitizer="${SANITIZER:-none}"
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1 # cargo-fuzz passes -Z flags; this lets stable rustc accept them
 
-targets=(mptcp_option tcp_options ip_packet endpoint_pair)
+targets=(mptcp_option tcp_options ip_packet endpoint_pair multipath_pair)
 # Every invariant of endpoint_pair is checked (no known-bug skips), and runs are seeded.
 export ENDPOINT_PAIR_STRICT=1
+# multipath_pair keeps skipping the checks its open known issues fail (see fuzz/README.md):
+# regressions/multipath_pair/ replays them under those skips. MULTIPATH_PAIR_STRICT=1 in the
+# environment turns them back on.
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -42,6 +45,7 @@ for t in "${targets[@]}"; do
     cp -r "corpus/$t/." "$work/$t/"
     case "$t" in
         endpoint_pair) runs=$((60000 * scale)) ;;
+        multipath_pair) runs=$((20000 * scale)) ;;
         *) runs=$((2000000 * scale)) ;;
     esac
     echo "=== $t: $runs runs"

@@ -1839,7 +1839,14 @@ impl Connection {
         };
         hooks.on_transmit(&info, &mut options);
         if self.sack_ok && !syn && !rst && !self.ooo.is_empty() {
-            let room = options.room();
+            // The option space left, and the packet's: the caller sized `len` (and moved
+            // snd_nxt, placed the FIN) from an MSS that does not count SACK blocks, so blocks
+            // must not push the payload out of `buf`.
+            let ip_header = if self.local.is_ipv4() { 20 } else { 40 };
+            let packet_room = buf
+                .len()
+                .saturating_sub(ip_header + 20 + options.buffer_len() + len);
+            let room = options.room().min(packet_room);
             // NOP NOP SACK(2 + 8n): 4 + 8n bytes.
             if room >= 12 {
                 let max = ((room - 4) / 8).min(SackBlocks::CAPACITY);
