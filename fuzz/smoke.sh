@@ -16,9 +16,8 @@ export RUSTC_BOOTSTRAP=1 # cargo-fuzz passes -Z flags; this lets stable rustc ac
 targets=(mptcp_option tcp_options ip_packet endpoint_pair multipath_pair)
 # Every invariant of endpoint_pair is checked (no known-bug skips), and runs are seeded.
 export ENDPOINT_PAIR_STRICT=1
-# multipath_pair keeps skipping the checks its open known issues fail (see fuzz/README.md):
-# regressions/multipath_pair/ replays them under those skips. MULTIPATH_PAIR_STRICT=1 in the
-# environment turns them back on.
+# The same for multipath_pair: its regressions are fixed and must pass with every check on.
+export MULTIPATH_PAIR_STRICT=1
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
