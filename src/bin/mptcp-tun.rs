@@ -11,8 +11,9 @@
 //! JSON says `"mptcp": false` and why in `"fallback_reason"`. `--plain-tcp` turns MPTCP off,
 //! for baselines. Paths are managed by the full-mesh path manager: a client opens a subflow
 //! from every `--addr` to every server address (the one given and those the server announces
-//! with ADD_ADDR); `--backup IP` makes the subflows from IP backups; a server announces its
-//! `--announce` addresses.
+//! with ADD_ADDR); `--backup IP` makes the subflows from IP backups (the B bit of MP_JOIN, or
+//! with `--backup-after SECS` an MP_PRIO that many seconds after the connection is
+//! established); a server announces its `--announce` addresses.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -112,6 +113,13 @@ struct ClientArgs {
     /// Use this local address as a backup path (MPTCP).
     #[arg(long, value_name = "IP")]
     backup: Option<IpAddr>,
+    /// With --backup: open the subflows from the --backup address as regular ones, and mark them
+    /// backups with MP_PRIO SECS seconds (fractions allowed) after the connection is
+    /// established, instead of with the MP_JOIN B bit. With --json, each subflow object then
+    /// also has "switch_bytes_sent" and "switch_bytes_received" (its counts at that moment),
+    /// and the object "backup_switch_secs".
+    #[arg(long, value_name = "SECS", requires = "backup")]
+    backup_after: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -164,6 +172,14 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_DEVICE: u8 = 3;
 const EXIT_TIMEOUT: u8 = 4;
 
+/// The --backup-after switch: when (seconds after the connection was established), and each
+/// subflow's (local, remote, bytes sent, bytes received) at that moment.
+#[derive(Debug)]
+struct Switch {
+    secs: f64,
+    bytes: Vec<(SocketAddr, SocketAddr, u64, u64)>,
+}
+
 /// What the transfer did, for the report.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -182,6 +198,16 @@ fn main() -> ExitCode {
     };
     if common.send.is_none() && common.recv.is_none() {
         eprintln!("mptcp-tun: one of --send BYTES or --recv BYTES is required");
+        return ExitCode::from(2);
+    }
+    let backup_after = match &cli.mode {
+        Mode::Client(c) => c.backup_after,
+        Mode::Server(_) => None,
+    };
+    if let Some(secs) = backup_after
+        && !(secs.is_finite() && secs >= 0.0)
+    {
+        eprintln!("mptcp-tun: --backup-after takes a number of seconds >= 0, not {secs}");
         return ExitCode::from(2);
     }
     if let Some(remote) = connect
@@ -224,7 +250,8 @@ fn main() -> ExitCode {
                 let flags = AddrFlags {
                     signal: false,
                     subflow: true,
-                    backup: c.backup == Some(*a),
+                    // With --backup-after, MP_PRIO makes it a backup later.
+                    backup: c.backup == Some(*a) && c.backup_after.is_none(),
                 };
                 endpoint.add_address_with(*a, flags);
             }
@@ -304,6 +331,12 @@ fn main() -> ExitCode {
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_progress = driver.now();
     let json = common.json;
+    // --backup-after: the address, when, and what each subflow had moved at the switch.
+    let backup_switch = match &cli.mode {
+        Mode::Client(c) => c.backup.zip(c.backup_after),
+        Mode::Server(_) => None,
+    };
+    let mut switched: Option<Switch> = None;
     // The pattern i % 251, long enough to slice CHUNK bytes from any phase.
     const CHUNK: usize = 256 * 1024;
     let mut pattern = vec![0u8; CHUNK + 251];
@@ -335,6 +368,27 @@ fn main() -> ExitCode {
         };
         if !state.is_synchronized() && state != State::Closed {
             return ControlFlow::Continue(());
+        }
+        if let (Some((addr, secs)), None, Some(started)) = (backup_switch, &switched, out.started)
+        {
+            let since = (now - started).total_micros() as f64 / 1e6;
+            if since >= secs {
+                let bytes = ep
+                    .mptcp(h)
+                    .map(|m| m.subflows())
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|s| {
+                        let st = s.tcp().stats();
+                        (s.tcp().local(), s.tcp().remote(), st.bytes_sent, st.bytes_received)
+                    })
+                    .collect();
+                ep.set_address_backup(addr, true);
+                eprintln!(
+                    "mptcp-tun: {since:.3} s after the connection: subflows from {addr} marked backup (MP_PRIO)"
+                );
+                switched = Some(Switch { secs: since, bytes });
+            }
         }
         if !json && now - last_progress >= mptcp_stack::node::Duration::from_secs(1) {
             last_progress = now;
@@ -453,7 +507,7 @@ fn main() -> ExitCode {
     for _ in 0..20 {
         let _ = driver.run_once(Some(StdDuration::from_millis(5)));
     }
-    report(&driver, conn, &out, json);
+    report(&driver, conn, &out, json, switched.as_ref());
     if out.timed_out {
         eprintln!("mptcp-tun: timed out after {} s", common.timeout);
         return ExitCode::from(EXIT_TIMEOUT);
@@ -477,6 +531,7 @@ fn report(
     conn: Option<ConnectionHandle>,
     out: &Outcome,
     json: bool,
+    switched: Option<&Switch>,
 ) {
     let secs = match (out.started, out.finished) {
         (Some(s), Some(f)) => (f - s).total_micros() as f64 / 1e6,
@@ -532,6 +587,12 @@ fn report(
         if let Some(m) = mp {
             println!("counters: {:?}", m.counters());
         }
+        if let Some(sw) = switched {
+            println!("backup switch (MP_PRIO) at {:.3} s:", sw.secs);
+            for (local, remote, sent, received) in &sw.bytes {
+                println!("  subflow {local} -> {remote}: had sent {sent} B, received {received} B");
+            }
+        }
         return;
     }
     let subflows: Vec<String> = mp
@@ -541,8 +602,18 @@ fn report(
         .map(|sub| {
             let c = sub.tcp();
             let s = c.stats();
+            // With --backup-after: what the subflow had moved at the switch (0 if it joined
+            // later).
+            let at_switch = switched.map_or(String::new(), |sw| {
+                let (sent, received) = sw
+                    .bytes
+                    .iter()
+                    .find(|b| b.0 == c.local() && b.1 == c.remote())
+                    .map_or((0, 0), |b| (b.2, b.3));
+                format!(",\"switch_bytes_sent\":{sent},\"switch_bytes_received\":{received}")
+            });
             format!(
-                "{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":{},\"peer_backup\":{},\"stale\":{},\"state\":\"{:?}\"}}",
+                "{{\"local\":\"{}\",\"remote\":\"{}\",\"bytes_sent\":{},\"bytes_received\":{},\"rtt_us\":{},\"backup\":{},\"peer_backup\":{},\"stale\":{},\"state\":\"{:?}\"{at_switch}}}",
                 c.local(),
                 c.remote(),
                 s.bytes_sent,
@@ -556,6 +627,7 @@ fn report(
         })
         .collect();
     let counters = mp.map(|m| *m.counters()).unwrap_or_default();
+    let switch_secs = switched.map_or("null".to_string(), |sw| format!("{:.3}", sw.secs));
     let fallback = if mptcp {
         "null".to_string()
     } else {
@@ -564,7 +636,7 @@ fn report(
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}}}}",
+        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"backup_switch_secs\":{switch_secs},\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}}}}",
         out.bytes,
         subflows.join(","),
         counters.reinjected_bytes,

@@ -84,6 +84,8 @@ mod imp {
         pub tun: String,
         /// A scratch directory (ready files), removed with the topology.
         pub work: PathBuf,
+        /// Environment of every topology.sh call (RATE1, MPT_PATH_BY, ...).
+        pub env: Vec<(String, String)>,
     }
 
     impl Topology {
@@ -93,9 +95,37 @@ mod imp {
                 .arg(cmd)
                 .env("MPT_PREFIX", &self.prefix)
                 .env("MPT_TUN", &self.tun)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .output()
                 .expect("run topology.sh")
+        }
+
+        /// `topology.sh path-by peer|stack` (which path a crossed address pair takes);
+        /// Err(output) when it fails.
+        pub fn path_by(&self, mode: &str) -> Result<(), String> {
+            let out = Command::new("bash")
+                .arg(TOPOLOGY)
+                .args(["path-by", mode])
+                .env("MPT_PREFIX", &self.prefix)
+                .env("MPT_TUN", &self.tun)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("run topology.sh path-by {mode}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "topology.sh path-by {mode} failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        }
+
+        /// R's veth of path 1 or 2.
+        pub fn r_dev(&self, path: u8) -> String {
+            format!("{}-r{path}", self.prefix)
         }
 
         pub fn ns_r(&self) -> String {
@@ -132,6 +162,15 @@ mod imp {
     /// The machine checks, then the topology with prefix `PREFIX_BASE` + pid; `None` (after
     /// printing "skipped: <reason>") when the machine cannot run the test.
     pub fn setup(test: &'static str, prefix_base: &str) -> Option<Topology> {
+        setup_with(test, prefix_base, &[])
+    }
+
+    /// [`setup`] with environment for topology.sh (e.g. `RATE1`, `RATE2`, `MPT_PATH_BY`).
+    pub fn setup_with(
+        test: &'static str,
+        prefix_base: &str,
+        env: &[(&str, &str)],
+    ) -> Option<Topology> {
         let skip = |reason: &str| {
             skipped(test, reason);
             None
@@ -154,6 +193,10 @@ mod imp {
             tun: format!("{prefix}t"),
             work: std::env::temp_dir().join(format!("{prefix}-work")),
             prefix,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let out = topo.script("up");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -299,6 +342,10 @@ mod imp {
             self.stdout.lock().unwrap().clone()
         }
 
+        pub fn stderr(&self) -> String {
+            self.stderr.lock().unwrap().clone()
+        }
+
         pub fn report(&self) -> String {
             let status = match self.status {
                 Some(s) => s.to_string(),
@@ -403,6 +450,49 @@ mod imp {
         Some(rest[..end].trim())
     }
 
+    /// The subflow objects of our JSON line (`"subflows":[{...},{...}]`), each as its text.
+    pub fn json_subflows(json: &str) -> Vec<&str> {
+        let Some(start) = json.find("\"subflows\":[") else {
+            return Vec::new();
+        };
+        let rest = &json[start + "\"subflows\":[".len()..];
+        let end = rest.find(']').unwrap_or(rest.len());
+        rest[..end]
+            .split("},{")
+            .map(|s| s.trim_matches(['{', '}']))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The kernel's MIB counters in a namespace (`nstat -az`: absolute values).
+    pub fn mib(ns: &str) -> std::collections::HashMap<String, u64> {
+        in_ns(ns, &["nstat", "-az"])
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let name = it.next()?;
+                let value = it.next()?.parse().ok()?;
+                Some((name.to_string(), value))
+            })
+            .collect()
+    }
+
+    /// One `MPTcpExt` counter of a namespace from /proc/net/netstat (cheaper than nstat, for
+    /// polling); 0 when absent.
+    pub fn mptcp_counter(ns: &str, name: &str) -> u64 {
+        let text = in_ns(ns, &["cat", "/proc/net/netstat"]);
+        let mut lines = text.lines().filter(|l| l.starts_with("MPTcpExt:"));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            return 0;
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits until the TUN has a reader (our process opened it), at most `limit`.
     pub fn wait_tun_open(ns_r: &str, tun: &str, ours: &mut Proc, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -433,14 +523,32 @@ mod imp {
         false
     }
 
+    /// Options of [`run_transfer_with`].
+    #[derive(Default)]
+    pub struct RunOpts<'a> {
+        /// Seconds before the transfer is given up (default: 60 + 1 s per MB).
+        pub limit_secs: Option<u64>,
+        /// Called about every 20 ms while both sides run, with the time since the start.
+        pub tick: Option<&'a mut dyn FnMut(Duration)>,
+    }
+
     /// Runs one transfer and checks what every case checks: both exit codes, the kernel
     /// peer's verification line, our JSON line and its `"bytes"`. `Err` when a side did not
     /// even start (with its output).
     pub fn run_transfer(topo: &Topology, t: &Transfer) -> Result<Outcome, String> {
+        run_transfer_with(topo, t, RunOpts::default())
+    }
+
+    /// [`run_transfer`] with a time limit and a hook called while the transfer runs.
+    pub fn run_transfer_with(
+        topo: &Topology,
+        t: &Transfer,
+        mut opts: RunOpts,
+    ) -> Result<Outcome, String> {
         let (ns_r, ns_s) = (topo.ns_r(), topo.ns_s());
         let n = t.bytes.to_string();
         // A floor of 8 Mbit/s plus a minute: generous for a debug build, finite for a hang.
-        let limit_secs = 60 + t.bytes / 1_000_000;
+        let limit_secs = opts.limit_secs.unwrap_or(60 + t.bytes / 1_000_000);
         let ours_dir = if t.ours_sends { "--send" } else { "--recv" };
         let kernel_dir = if t.ours_sends { "recv" } else { "send" };
         let ready = topo.work.join(format!("{}.ready", t.name));
@@ -526,6 +634,11 @@ mod imp {
                 grace = Some(Instant::now() + Duration::from_secs(5));
             }
             let now = Instant::now();
+            if let Some(tick) = opts.tick.as_mut()
+                && grace.is_none()
+            {
+                tick(started.elapsed());
+            }
             if now > deadline || grace.is_some_and(|g| now > g) {
                 let _ = write!(
                     hung,

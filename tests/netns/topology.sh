@@ -15,11 +15,24 @@
 # address over its own veth. So every (S address, stack address) pair keeps one path both ways.
 # The process that uses the TUN must run inside R:  ip netns exec ${PREFIX}-r <command>
 #
-# Usage: topology.sh up|down|tun-routes|show
+# Which path a "crossed" pair takes (a path-1 address with a path-2 address, e.g. a join from
+# 198.18.102.1 to 198.18.1.2) is chosen by MPT_PATH_BY:
+#   peer   (default) the S address chooses: 198.18.102.1 <-> 198.18.1.2 travels path 1. Right
+#          when the kernel in S is the client and opens subflows from its own addresses.
+#   stack  the stack address chooses: 198.18.102.1 <-> 198.18.1.2 travels path 2 (R: rules
+#          "from 198.18.10N.0/24" (pref 1101/1102) -> table 20N, default via S's path-N address
+#          over PREFIX-rN; S: rules "to 198.18.10N.0/24" (pref 901/902) -> table 10N, ahead of
+#          its "from" rules; IPv6 the same with 2001:db8:10N::/48). Right when the stack is the
+#          client and opens a subflow from each of its addresses, or when it announces one.
+# `path-by MODE` switches a live topology (idempotent; it also restores the routes of tables
+# 201/202 after a link of R went down and up again).
+#
+# Usage: topology.sh up|down|tun-routes|show|path-by peer|stack
 #   up          build everything (removes leftovers of the same prefix first)
 #   down        remove everything made by `up` with this prefix, by name; idempotent
 #   tun-routes  add the routes into the TUN (for MPT_CREATE_TUN=0, once the driver made it)
 #   show        print addresses, routes, rules and qdiscs of both namespaces
+#   path-by     switch the rules for crossed pairs (see above)
 #
 # Environment:
 #   MPT_PREFIX      name prefix, at most 12 characters (default "mpt"): namespaces
@@ -30,6 +43,7 @@
 #   MPT_MTU         TUN MTU (default 1500)
 #   RATE1, RATE2    optional tbf rate on both ends of path 1 / path 2 (e.g. 100mbit)
 #   BURST, LATENCY  tbf burst (default 64kb) and latency (default 50ms)
+#   MPT_PATH_BY     peer (default) or stack: see above
 #   MPT_SKIP_CODE   exit status when the machine cannot run this (default 0); the output then
 #                   starts with "skipped: <reason>"
 #
@@ -44,6 +58,7 @@ MTU=${MPT_MTU:-1500}
 BURST=${BURST:-64kb}
 LATENCY=${LATENCY:-50ms}
 SKIP_CODE=${MPT_SKIP_CODE:-0}
+PATH_BY=${MPT_PATH_BY:-peer}
 
 NS_R="${PREFIX}-r"
 NS_S="${PREFIX}-s"
@@ -139,7 +154,48 @@ shape() {
     ip netns exec "$ns" tc qdisc replace dev "$dev" root tbf rate "$rate" burst "$BURST" latency "$LATENCY"
 }
 
+# path_by peer|stack: the rules for crossed pairs (see the header).
+path_by() {
+    local mode=$1 pref
+    case "$mode" in peer | stack) ;; *)
+        echo "error: path-by takes peer or stack, not '$mode'" >&2
+        exit 2
+        ;;
+    esac
+    # Remove the stack-mode rules (by their preferences, which nothing else uses) and tables.
+    for pref in 1101 1102; do
+        while inr ip rule del pref "$pref" >/dev/null 2>&1; do :; done
+        while inr ip -6 rule del pref "$pref" >/dev/null 2>&1; do :; done
+    done
+    for pref in 901 902; do
+        while ins ip rule del pref "$pref" >/dev/null 2>&1; do :; done
+        while ins ip -6 rule del pref "$pref" >/dev/null 2>&1; do :; done
+    done
+    inr ip route flush table 201 >/dev/null 2>&1 || true
+    inr ip route flush table 202 >/dev/null 2>&1 || true
+    inr ip -6 route flush table 201 >/dev/null 2>&1 || true
+    inr ip -6 route flush table 202 >/dev/null 2>&1 || true
+    [ "$mode" = stack ] || return 0
+    inr ip route replace default via 198.18.1.2 dev "$R1" table 201
+    inr ip route replace default via 198.18.2.2 dev "$R2" table 202
+    inr ip -6 route replace default via 2001:db8:1::2 dev "$R1" table 201
+    inr ip -6 route replace default via 2001:db8:2::2 dev "$R2" table 202
+    inr ip rule add from 198.18.101.0/24 table 201 pref 1101
+    inr ip rule add from 198.18.102.0/24 table 202 pref 1102
+    inr ip -6 rule add from 2001:db8:101::/48 table 201 pref 1101
+    inr ip -6 rule add from 2001:db8:102::/48 table 202 pref 1102
+    ins ip rule add to 198.18.101.0/24 table 101 pref 901
+    ins ip rule add to 198.18.102.0/24 table 102 pref 902
+    ins ip -6 rule add to 2001:db8:101::/48 table 101 pref 901
+    ins ip -6 rule add to 2001:db8:102::/48 table 102 pref 902
+}
+
 up() {
+    case "$PATH_BY" in peer | stack) ;; *)
+        echo "error: MPT_PATH_BY must be peer or stack, not '$PATH_BY'" >&2
+        exit 2
+        ;;
+    esac
     down
     trap 'status=$?; echo "error: topology up failed (line $LINENO); removing it" >&2; down; exit $status' ERR
 
@@ -184,6 +240,7 @@ up() {
     ins ip rule add from 198.18.2.2 table 102 pref 1002
     ins ip -6 rule add from 2001:db8:1::2 table 101 pref 1001
     ins ip -6 rule add from 2001:db8:2::2 table 102 pref 1002
+    path_by "$PATH_BY"
 
     for dev in "$R1" "$R2"; do offload_off "$NS_R" "$dev"; done
     for dev in "$S1" "$S2"; do offload_off "$NS_S" "$dev"; done
@@ -207,7 +264,7 @@ up() {
         tun_routes
     fi
     trap - ERR
-    echo "up: $NS_R (TUN $TUN, $R1, $R2) <-> $NS_S ($S1, $S2)"
+    echo "up: $NS_R (TUN $TUN, $R1, $R2) <-> $NS_S ($S1, $S2), crossed pairs by $PATH_BY"
 }
 
 show() {
@@ -241,8 +298,11 @@ tun-routes)
 show)
     show
     ;;
+path-by)
+    path_by "${2:-}"
+    ;;
 *)
-    echo "usage: $0 up|down|tun-routes|show   (see the header of this script)" >&2
+    echo "usage: $0 up|down|tun-routes|show|path-by peer|stack   (see the header of this script)" >&2
     exit 2
     ;;
 esac
