@@ -104,7 +104,7 @@ impl MptcpListener {
         Ok(Step::Wait(seq))
     }
 
-    #[allow(dead_code)] // the tokio adapter uses it
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn shared(&self) -> &ListenShared {
         &self.shared
     }

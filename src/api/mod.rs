@@ -57,6 +57,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod core;
 mod listener;
 mod signal;
@@ -77,6 +79,8 @@ use crate::tcp::ConnError;
 
 use self::core::Core;
 
+#[cfg(feature = "tokio")]
+pub use async_io::{AsyncMptcpListener, AsyncMptcpStream};
 pub use listener::{Incoming, MptcpListener};
 pub use stats::{ConnectionStats, SubflowStats};
 pub use stream::{ConnectOptions, MptcpStream};

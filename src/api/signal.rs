@@ -87,7 +87,7 @@ impl Signal {
 
     /// Wake `waker` at the next notification, unless the number already differs from `seen`
     /// or the signal is stopped: then `false`, and the caller should look again at once.
-    #[allow(dead_code)] // the tokio adapter uses it
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn register(&self, seen: u64, waker: &Waker) -> bool {
         let mut s = self.lock();
         if s.seq != seen || s.stopped {
