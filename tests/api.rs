@@ -306,3 +306,33 @@ fn transfer_survives_removing_a_path() {
             .any(|s| s.local.ip() == A2 && s.bytes_acked > 0)
     );
 }
+
+#[test]
+fn dropping_a_stream_closes_it_and_dropping_the_stack_wakes_readers() {
+    let (a, b) = stacks(&[A1], &[B1]);
+    let listener = MptcpListener::bind(&b, 5005).unwrap();
+    let data = pattern(9, 100_000);
+    {
+        let mut c = MptcpStream::connect(&a, SocketAddr::new(B1, 5005)).unwrap();
+        c.write_all(&data).unwrap();
+        // Dropped without shutdown: the queued data still goes out, then a DATA_FIN.
+    }
+    let (mut s, _) = listener.accept().unwrap();
+    guard(&s);
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got == data, "{} bytes", got.len());
+
+    // A reader blocked on a connection whose stack goes away gets an error, not a hang.
+    let c = MptcpStream::connect(&a, SocketAddr::new(B1, 5005)).unwrap();
+    let (s2, _) = listener.accept().unwrap();
+    let reader = thread::spawn(move || (&c).read(&mut [0u8; 8]));
+    thread::sleep(Duration::from_millis(50));
+    drop(a);
+    let err = reader.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotConnected, "{err}");
+    // The peer saw the reset the stack sent on its way out.
+    s2.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let err = (&s2).read(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+}
