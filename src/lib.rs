@@ -41,6 +41,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "std")]
+pub mod api;
 pub mod crypto;
 pub mod endpoint;
 pub mod mptcp;

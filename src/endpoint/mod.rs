@@ -307,6 +307,12 @@ impl Endpoint {
         }
     }
 
+    /// Stop accepting new connections to `port` (connections already made are kept); a SYN to
+    /// it is answered with RST from now on.
+    pub fn unlisten(&mut self, port: u16) {
+        self.listeners.retain(|&p| p != port);
+    }
+
     /// Counters.
     pub fn stats(&self) -> &EndpointStats {
         &self.stats
