@@ -848,3 +848,60 @@ fn no_subflow_is_opened_once_both_directions_are_closed() {
         .sum();
     assert!(got >= 2_000_000, "{got}");
 }
+
+#[test]
+fn a_segment_for_a_closed_subflow_is_answered_with_rst() {
+    // B resets the subflow that carried a corrupt mapping; its RST is lost. A goes on
+    // sending on that subflow: B no longer has it and answers with RST (RFC 9293 section
+    // 3.10.7.1), so A learns at once instead of after its retransmissions run out.
+    let mut s = setup(
+        vec![
+            PathConfig::new(A1, B1, link(10, 10)),
+            PathConfig::new(A2, B2, link(10, 10)),
+        ],
+        &[(A1, AddrFlags::default()), (A2, AddrFlags::default())],
+        &[B1, B2],
+        seed_from_env(20),
+        |c| {
+            c.mptcp.checksum = true;
+            c.path_manager = PathManagerKind::Manual;
+        },
+    );
+    let (ca, cb) = (s.ca, s.cb);
+    s.h.node_a_mut()
+        .add_subflow(ca, SocketAddr::new(A2, 0), SocketAddr::new(B2, PORT), false)
+        .unwrap();
+    let _ = s.h.run_for(Duration::from_millis(300));
+    let mut seen = 0;
+    let mut rst_dropped = false;
+    s.h.set_middlebox(Box::new(move |side, buf, len| {
+        let Ok((src, data, rst)) = IpSegment::parse(&buf[..len])
+            .map(|x| (x.src, x.tcp.payload.len() > 100, x.tcp.flags.rst()))
+        else {
+            return Some(len);
+        };
+        if side == Side::A && src == A2 && data {
+            seen += 1;
+            if seen == 30 {
+                mptcp_stack::sim::corrupt_payload(&mut buf[..len], 100, 0x20);
+            }
+        }
+        if side == Side::B && src == B2 && rst && !rst_dropped {
+            rst_dropped = true;
+            return None;
+        }
+        Some(len)
+    }));
+    let mut bulk = Bulk::new(3_000_000);
+    bulk.run_for(&mut s, Duration::from_millis(1500));
+    let b = s.h.node_b().mptcp(cb).unwrap();
+    assert_eq!(b.counters().data_csum_err, 1);
+    let a = s.h.node_a().mptcp(ca).unwrap();
+    assert_eq!(
+        a.subflows()[1].tcp().state(),
+        mptcp_stack::tcp::State::Closed,
+        "A's subflow learnt of the reset from B's answer to its next segment"
+    );
+    assert!(s.h.node_b().stats().rsts_sent >= 1);
+    bulk.run(&mut s, Duration::from_secs(30));
+}

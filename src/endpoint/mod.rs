@@ -67,6 +67,9 @@ impl Default for EndpointConfig {
     }
 }
 
+/// The most addresses an endpoint owns (address ids 1..=254).
+pub const MAX_ADDRESSES: usize = 254;
+
 /// The smallest subflow receive buffer with MPTCP on: two of the largest mappings.
 pub const MIN_MPTCP_BUFFER: usize = 2 * 65_536;
 
@@ -225,15 +228,24 @@ impl Endpoint {
     }
 
     /// [`Endpoint::add_address`] with explicit flags (announce it, open subflows from it, use
-    /// it as a backup). Flags of an address already owned are replaced.
+    /// it as a backup). Flags of an address already owned are replaced. At most
+    /// [`MAX_ADDRESSES`]; more are ignored.
     pub fn add_address_with(&mut self, addr: IpAddr, flags: AddrFlags) {
         if let Some(l) = self.local_addrs.iter_mut().find(|l| l.addr == addr) {
             l.flags = flags;
+        } else if self.local_addrs.len() >= MAX_ADDRESSES {
+            // RFC 8684 address ids are one byte: at most 254 addresses (ignored beyond).
+            return;
         } else {
-            // Address ids are never reused while the endpoint lives: a peer that still knows
-            // an old id must not confuse it with a new address (RFC 8684 section 3.4.1).
-            let id = self.next_addr_id;
-            self.next_addr_id = self.next_addr_id.wrapping_add(1).max(1);
+            // Address ids are not reused soon: a peer that still knows an old id must not
+            // confuse it with a new address (RFC 8684 section 3.4.1).
+            // Ids 1..=254 (0 is the initial subflow's address, 255 means "unknown"), skipping
+            // ids still owned, so an id is reused only after 254 others.
+            let mut id = self.next_addr_id;
+            while self.local_addrs.iter().any(|l| l.id == id) {
+                id = if id >= 254 { 1 } else { id + 1 };
+            }
+            self.next_addr_id = if id >= 254 { 1 } else { id + 1 };
             self.addrs.push(addr);
             self.local_addrs.push(LocalAddr { id, addr, flags });
         }
@@ -656,6 +668,7 @@ impl Endpoint {
             remote_addrs: slot.conn.remote_addresses(),
             subflows: &subs[..n],
             max_subflows: self.cfg.max_subflows.min(MAX_SUBFLOWS),
+            join_initial: slot.conn.peer_accepts_initial_joins(),
         };
         let mut actions = std::mem::take(&mut self.pm_actions);
         actions.clear();
@@ -806,7 +819,12 @@ impl Endpoint {
                 return;
             }
             self.events.push_back(Event::Closed(h, slot.conn.error()));
-            // The 4-tuples may be reused from now on; the slot stays until released.
+            // The 4-tuples may be reused from now on, and no join may enter the connection;
+            // the slot stays until released.
+            let token = slot.conn.local_key().token;
+            if self.tokens.get(&token) == Some(&idx) {
+                self.tokens.remove(&token);
+            }
             self.forget_tuples(idx);
         }
     }
@@ -875,10 +893,14 @@ impl Endpoint {
         let local_id = self.addr_id(idx, local.ip());
         let tcp = Connection::accept(cfg, local, remote, iss, ts, &ip.tcp);
         self.forget_reused_tuple(idx);
+        let backup = self
+            .local_addrs
+            .iter()
+            .any(|l| l.addr == local.ip() && l.flags.backup);
         let Some(Some(slot)) = self.slots.get_mut(idx) else {
             return;
         };
-        match slot.conn.accept_join(tcp, &ip.tcp, local_id, nonce) {
+        match slot.conn.accept_join(tcp, &ip.tcp, local_id, nonce, backup) {
             Some(i) => {
                 self.by_tuple.insert((local, remote), (idx, i));
             }
@@ -912,12 +934,24 @@ impl Node for Endpoint {
         let local = SocketAddr::new(ip.dst, seg.dst_port);
         let remote = SocketAddr::new(ip.src, seg.src_port);
         if let Some(&(idx, sub)) = self.by_tuple.get(&(local, remote)) {
-            if let Some(Some(slot)) = self.slots.get_mut(idx) {
-                slot.conn.handle_segment(sub, now, seg);
-                self.update_events(idx);
-                self.run_path_manager(idx, now);
+            let retired = self
+                .slots
+                .get(idx)
+                .and_then(|s| s.as_ref())
+                .and_then(|s| s.conn.subflows().get(sub))
+                .is_some_and(|s| s.is_retired() && s.tcp().is_closed());
+            if !retired {
+                if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                    slot.conn.handle_segment(sub, now, seg);
+                    self.update_events(idx);
+                    self.run_path_manager(idx, now);
+                }
+                return;
             }
-            return;
+            // A closed subflow's 4-tuple: forget it, and treat the segment as for no
+            // connection (a new join or SYN on a reused port, or an RST for a peer that missed
+            // ours: RFC 9293 section 3.10.7.1).
+            self.by_tuple.remove(&(local, remote));
         }
         let f = seg.flags;
         if f.syn() && !f.ack() && !f.rst() {

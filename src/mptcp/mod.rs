@@ -193,6 +193,8 @@ pub struct Counters {
     pub opportunistic: u64,
     /// Subflows penalised (window halved) for blocking the connection-level window.
     pub penalties: u64,
+    /// Received mappings not remembered because a subflow already held the most allowed.
+    pub rx_maps_dropped: u64,
 }
 
 /// A mapping this side sent on a subflow: the chunk tagged `tag`.
@@ -260,6 +262,8 @@ struct SubflowState {
     /// Client: when to send the MP_JOIN third ACK again if the server has not answered, and
     /// how many times it went.
     join_ack_timer: Option<(Instant, u32)>,
+    /// A signal took the DSS's place on the last pure ACK: send another with the DATA_ACK.
+    resend_ack: bool,
 }
 
 impl SubflowState {
@@ -285,6 +289,7 @@ impl SubflowState {
             fail_rst: None,
             join_ack_again: false,
             join_ack_timer: None,
+            resend_ack: false,
         }
     }
 }
@@ -412,6 +417,8 @@ struct Shared {
     reinject: VecDeque<(Dsn, u64)>,
     /// The latest time the connection was given.
     now: Instant,
+    /// The server set C on its SYN/ACK: no join to its initial address and port.
+    no_join_initial: bool,
 }
 
 impl Shared {
@@ -472,11 +479,12 @@ impl Hooks for SubflowHooks<'_> {
                 sh.counters.mp_fastclose_tx += 1;
             }
             if let Some(dsn) = self.st.fail_rst.take() {
-                // This subflow failed a checksum; the connection goes on over the others.
+                // This subflow failed a checksum; the connection goes on over the others. The
+                // reason is a middlebox (RFC 8684 section 3.6), as Linux gives it.
                 let _ = options.mptcp.push(MptcpRepr::Fail { dsn });
                 let _ = options.mptcp.push(MptcpRepr::TcpRst(TcpRstRepr {
                     flags: 0,
-                    reason: TcpRstReason::MPTCP_ERROR,
+                    reason: TcpRstReason::MIDDLEBOX,
                 }));
             }
             if let Some(dsn) = sh.mp_fail_tx.take() {
@@ -577,9 +585,13 @@ impl Hooks for SubflowHooks<'_> {
             return;
         }
         let Some(remote) = sh.remote else { return };
-        let map = info
-            .chunk
-            .and_then(|(_, _, tag)| self.st.tx_maps.iter().find(|m| m.tag == tag).copied());
+        // Tags grow with every mapping pushed: the queue is sorted by tag.
+        let map = info.chunk.and_then(|(_, _, tag)| {
+            let maps = &self.st.tx_maps;
+            maps.binary_search_by_key(&tag, |m| m.tag)
+                .ok()
+                .map(|k| maps[k])
+        });
         // RFC 8684 section 3.1: until the server shows it has our key, the client repeats both
         // keys; its first data goes as MP_CAPABLE with data.
         if sh.role == Role::Client && !sh.confirmed {
@@ -752,6 +764,9 @@ impl Hooks for SubflowHooks<'_> {
                         keys: CapableKeys::Sender { sender_key },
                     }) if flags.hmac_sha256() => {
                         sh.counters.mp_capable_synack_rx += 1;
+                        // RFC 8684 section 3.1: C set, the server accepts no join to the
+                        // address and port of this SYN/ACK.
+                        sh.no_join_initial = flags.no_join_to_initial();
                         let remote = KeyMaterial::from_key(sender_key);
                         sh.remote = Some(remote);
                         sh.checksum |= flags.checksum();
@@ -947,6 +962,9 @@ impl Hooks for SubflowHooks<'_> {
     }
 }
 
+/// The most mappings remembered per subflow ahead of its data.
+const MAX_RX_MAPS: usize = 1024;
+
 /// The most REMOVE_ADDR ids waiting to be acted on.
 const MAX_REMOVED_RX: usize = 16;
 
@@ -968,10 +986,13 @@ fn write_signals(
             let r = MptcpRepr::AddAddr(add);
             let n = need(&r);
             if options.room() < n + dss_len {
-                // It does not fit beside the DATA_ACK: it goes alone on this pure ACK (the next
-                // segment carries the DATA_ACK). An IPv6 ADD_ADDR with a port and HMAC (30
-                // bytes) does not fit beside timestamps either: this one ACK goes without them.
+                // It does not fit beside the DATA_ACK: it goes alone on this pure ACK, and
+                // another ACK follows with the DATA_ACK. An IPv6 ADD_ADDR with a port and HMAC
+                // (30 bytes) does not fit beside timestamps either: this one ACK goes without
+                // them. (RFC 7323 section 3.2 wants them on every segment once negotiated;
+                // Linux accepts a segment without, and RFC 8684 leaves no other room.)
                 keep_dss = false;
+                st.resend_ack = true;
                 if options.room() < n {
                     options.timestamp = None;
                 }
@@ -1008,6 +1029,12 @@ fn write_signals(
 }
 
 fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters) {
+    if maps.len() >= MAX_RX_MAPS {
+        // Bounded: a peer announcing mappings far ahead of its data gets them dropped (they
+        // come again on the data's own segments).
+        counters.rx_maps_dropped += 1;
+        return;
+    }
     if let Some(known) = maps.iter().find(|m| m.ssn == map.ssn) {
         if known.dsn != map.dsn || known.len != map.len {
             counters.dss_not_matching += 1;
@@ -1190,6 +1217,7 @@ impl MptcpConnection {
                 pm_changed: false,
                 reinject: VecDeque::new(),
                 now: Instant::from_millis(0),
+                no_join_initial: false,
             },
             subflows: vec![Subflow {
                 tcp,
@@ -1254,10 +1282,10 @@ impl MptcpConnection {
     /// Whether a new subflow may join: MPTCP in use and both keys known (the server learns
     /// the client's key from the third ACK).
     pub fn can_join(&self) -> bool {
-        self.sh.mode == Mode::Mptcp
-            && self.sh.remote.is_some()
-            && !self.sh.reset
-            && !self.sh.fastclose_rx
+        let sh = &self.sh;
+        let finished = sh.data_fin_acked && sh.data_fin_received;
+        let dead = sh.reset || sh.fastclose_rx || sh.fastclose_tx || finished;
+        sh.mode == Mode::Mptcp && sh.remote.is_some() && !dead && !self.is_closed()
     }
 
     /// Client side: start an additional subflow over `tcp` (a fresh active open) with MP_JOIN
@@ -1278,7 +1306,7 @@ impl MptcpConnection {
             remote_nonce: 0,
             phase: JoinPhase::Handshake,
         };
-        let i = self.push_subflow(tcp, join);
+        let i = self.push_subflow(tcp, join)?;
         let st = &mut self.subflows[i].st;
         st.local_id = local_id;
         st.backup = backup;
@@ -1293,6 +1321,7 @@ impl MptcpConnection {
         syn: &TcpSegment<'_>,
         local_id: u8,
         nonce: u32,
+        local_backup: bool,
     ) -> Option<usize> {
         let Some(JoinRepr::Syn {
             backup,
@@ -1316,29 +1345,31 @@ impl MptcpConnection {
             phase: JoinPhase::Handshake,
         };
         let irs = syn.seq;
-        let i = self.push_subflow(tcp, join);
+        let i = self.push_subflow(tcp, join)?;
         let st = &mut self.subflows[i].st;
         st.irs = irs;
         st.local_id = local_id;
         st.remote_id = addr_id;
         st.peer_backup = backup;
+        st.backup = local_backup;
         Some(i)
     }
 
     /// Add a joining subflow, in the slot of a retired one when there is one (so the subflow
     /// count stays bounded as paths fail and come back). Returns its index.
-    fn push_subflow(&mut self, tcp: Connection, join: JoinState) -> usize {
+    fn push_subflow(&mut self, tcp: Connection, join: JoinState) -> Option<usize> {
         let st = SubflowState::new(tcp.iss(), Some(join));
         let sub = Subflow { tcp, st };
         match self.reusable_slot() {
             Some(i) => {
                 self.subflows[i] = sub;
-                i
+                Some(i)
             }
-            None => {
+            None if self.subflows.len() < MAX_SUBFLOWS => {
                 self.subflows.push(sub);
-                self.subflows.len() - 1
+                Some(self.subflows.len() - 1)
             }
+            None => None,
         }
     }
 
@@ -1451,9 +1482,14 @@ impl MptcpConnection {
     /// and addresses may be announced.
     pub fn is_fully_established(&self) -> bool {
         // Once both directions are closed (DATA_FIN sent and acknowledged, and received) the
-        // subflows are closing: no path manager may open new ones.
-        let finished = self.sh.data_fin_acked && self.sh.data_fin_received;
-        self.can_join() && self.sh.confirmed && !finished && !self.is_closed()
+        // subflows are closing: no path manager may open new ones (`can_join` says so).
+        self.can_join() && self.sh.confirmed
+    }
+
+    /// Whether the peer accepts joins to the address and port of the initial subflow (a
+    /// server that set the C flag does not, RFC 8684 section 3.1).
+    pub fn peer_accepts_initial_joins(&self) -> bool {
+        !self.sh.no_join_initial
     }
 
     /// Which side opened the connection.
@@ -1922,6 +1958,9 @@ impl MptcpConnection {
                     st: &mut sub.st,
                 },
             ) {
+                if std::mem::take(&mut sub.st.resend_ack) {
+                    sub.tcp.request_ack();
+                }
                 return Some(n);
             }
         }
@@ -2113,6 +2152,7 @@ impl MptcpConnection {
                 continue;
             }
             sub.st.retired = true;
+            sub.st.join_ack_timer = None;
             self.sh.pm_changed = true;
             if self.sh.mode == Mode::Mptcp {
                 queue_reinjection(&mut self.sh, &sub.st.tx_maps);

@@ -86,6 +86,9 @@ pub struct PmView<'a> {
     pub subflows: &'a [PmSubflow],
     /// The most subflows alive at once.
     pub max_subflows: usize,
+    /// The peer accepts joins to its initial address and port (it did not set the C flag,
+    /// RFC 8684 section 3.1).
+    pub join_initial: bool,
 }
 
 /// Something a path manager wants done.
@@ -222,6 +225,9 @@ impl PathManager for FullMesh {
                         |r| SocketAddr::new(r.addr, r.port.unwrap_or(view.initial_remote.port())),
                     ));
                 for remote in remotes {
+                    if remote == view.initial_remote && !view.join_initial {
+                        continue;
+                    }
                     for l in view.local_addrs {
                         if !l.flags.subflow || l.addr.is_ipv4() != remote.is_ipv4() {
                             continue;
@@ -326,6 +332,7 @@ mod tests {
             remote_addrs: remotes,
             subflows,
             max_subflows: 8,
+            join_initial: true,
         }
     }
 
@@ -399,6 +406,28 @@ mod tests {
         pm.plan(t1, &view(Role::Client, &locals, &[], &working), &mut out);
         pm.plan(t1, &view(Role::Client, &locals, &[], &failed), &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn no_join_to_the_initial_address_when_the_server_set_the_c_flag() {
+        let locals = [local(0, A1), local(2, A2)];
+        let remotes = [RemoteAddr {
+            id: 5,
+            addr: B2,
+            port: None,
+        }];
+        let subs = [sub(A1, SocketAddr::new(B1, 80), true, true)];
+        let mut v = view(Role::Client, &locals, &remotes, &subs);
+        v.join_initial = false;
+        let mut pm = FullMesh::default();
+        let mut out = Vec::new();
+        pm.plan(Instant::from_millis(0), &v, &mut out);
+        assert!(
+            out.iter()
+                .all(|a| matches!(a, PmAction::Connect { remote, .. } if remote.ip() == B2)),
+            "{out:?}"
+        );
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

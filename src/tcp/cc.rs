@@ -301,7 +301,8 @@ impl CongestionControl for Cubic {
         if self.cwnd < self.ssthresh {
             self.cwnd += s.acked.min(2 * self.mss);
             if self.hystart.on_ack(s, self.cwnd, self.mss) {
-                // RFC 9438 section 4.10: slow start ends; W_max is where it ended.
+                // Slow start ends here (RFC 9406); the CUBIC epoch starts from this window at
+                // the next ACK, in congestion avoidance.
                 self.ssthresh = self.cwnd;
             }
             return;
