@@ -50,6 +50,10 @@ pub struct EndpointConfig {
     pub max_subflows: usize,
     /// The path manager of each new connection.
     pub path_manager: PathManagerKind,
+    /// The most connections a listener holds in the middle of their handshake; a SYN beyond
+    /// it makes the oldest one forgotten (the SYN-flood defence: a real client gets through
+    /// while the flood's SYN rate times its handshake time stays below this).
+    pub max_half_open: usize,
 }
 
 impl Default for EndpointConfig {
@@ -63,6 +67,7 @@ impl Default for EndpointConfig {
             max_pending_rsts: 64,
             max_subflows: 8,
             path_manager: PathManagerKind::FullMesh,
+            max_half_open: 1024,
         }
     }
 }
@@ -154,6 +159,8 @@ pub struct EndpointStats {
     pub join_refused: u64,
     /// Subflows a path manager asked for that could not be opened (limits, ports).
     pub pm_connect_failed: u64,
+    /// Half-open connections forgotten to make room for a new SYN (`max_half_open`).
+    pub syns_evicted: u64,
 }
 
 #[derive(Debug)]
@@ -191,6 +198,9 @@ pub struct Endpoint {
     /// drawn again).
     tokens: HashMap<u32, usize>,
     live: usize,
+    /// Listener connections in their handshake, oldest first (slot indices; stale entries
+    /// are dropped when looked at).
+    half_open: VecDeque<usize>,
     events: VecDeque<Event>,
     rsts: VecDeque<IpSegment<'static>>,
     cursor: usize,
@@ -214,6 +224,7 @@ impl Endpoint {
             by_tuple: HashMap::new(),
             tokens: HashMap::new(),
             live: 0,
+            half_open: VecDeque::new(),
             events: VecDeque::new(),
             rsts: VecDeque::new(),
             cursor: 0,
@@ -765,6 +776,21 @@ impl Endpoint {
         self.reap(h.0);
     }
 
+    /// Forget a half-open connection at once: no RST, no event (the application never saw it).
+    fn evict(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get(idx) else {
+            return;
+        };
+        let token = slot.conn.local_key().token;
+        self.forget_tuples(idx);
+        if self.tokens.get(&token) == Some(&idx) {
+            self.tokens.remove(&token);
+        }
+        self.slots[idx] = None;
+        self.free.push(idx);
+        self.live -= 1;
+    }
+
     /// Free the slot of a released connection that is closed.
     fn reap(&mut self, idx: usize) {
         let Some(Some(slot)) = self.slots.get(idx) else {
@@ -967,6 +993,22 @@ impl Node for Endpoint {
             }
         }
         if f.syn() && !f.ack() && !f.rst() && self.listeners.contains(&seg.dst_port) {
+            // A SYN flood fills the table of half-open connections, not the endpoint: beyond
+            // `max_half_open` the oldest half-open one is forgotten (a SYN cache with
+            // eviction, as BSD's), so a real client whose handshake completes in time gets
+            // through whatever the flood's rate.
+            self.half_open.retain(|&i| {
+                self.slots.get(i).is_some_and(|s| {
+                    s.as_ref()
+                        .is_some_and(|s| s.listener && !s.announced_open && !s.conn.is_closed())
+                })
+            });
+            if self.half_open.len() >= self.cfg.max_half_open.max(1)
+                && let Some(oldest) = self.half_open.pop_front()
+            {
+                self.evict(oldest);
+                self.stats.syns_evicted += 1;
+            }
             if self.live >= self.cfg.max_connections {
                 self.stats.syns_refused += 1;
                 self.queue_rst_for(ip.src, ip.dst, seg);
@@ -979,7 +1021,7 @@ impl Node for Endpoint {
             let key = self.new_key();
             let conn = MptcpConnection::accept(&self.cfg.mptcp, key, tcp, seg);
             self.stats.accepted += 1;
-            self.insert(Slot {
+            let idx = self.insert(Slot {
                 conn,
                 pm: self.cfg.path_manager.build(),
                 pm_dirty: true,
@@ -991,6 +1033,7 @@ impl Node for Endpoint {
                 writable_wanted: false,
                 released: false,
             });
+            self.half_open.push_back(idx);
             return;
         }
         self.stats.no_connection += 1;
