@@ -4,7 +4,8 @@
 //! connection must finish cleanly.
 //!
 //! `SOAK_CONNS` (default 12) and `SOAK_MB` (default 8: megabytes per direction, all
-//! connections together) scale it; `SIM_SEED` picks the seed. The figures are printed
+//! connections together) scale it; `SIM_SEED` picks the seed; `SOAK_STALE_RTOS` sets
+//! `MptcpConfig::stale_after_rtos`. The figures are printed
 //! (`--nocapture`).
 
 use std::collections::HashMap;
@@ -133,13 +134,16 @@ fn many_connections_over_failing_lossy_paths_deliver_every_byte() {
             PathConfig::new(A2, B2, bursty(10_000_000, 25)),
         ],
     );
+    // `SOAK_STALE_RTOS`: timeouts in a row before a subflow's data is sent again elsewhere.
+    let mut cfg = EndpointConfig::default();
+    cfg.mptcp.stale_after_rtos = env("SOAK_STALE_RTOS", 1) as u8;
     let mut a = Endpoint::new(EndpointConfig {
         seed: seed + 1,
-        ..EndpointConfig::default()
+        ..cfg.clone()
     });
     let mut b = Endpoint::new(EndpointConfig {
         seed: seed + 2,
-        ..EndpointConfig::default()
+        ..cfg
     });
     for addr in [A1, A2] {
         a.add_address(addr);

@@ -66,6 +66,10 @@ pub struct MptcpConfig {
     pub max_mapping: usize,
     /// The packet scheduler of new connections.
     pub scheduler: SchedulerKind,
+    /// Retransmission timeouts in a row after which a subflow is stale and its data is sent
+    /// again on the others (1: fastest failover; Linux waits for 4 losses). Under heavy
+    /// bursty loss a larger value reinjects less.
+    pub stale_after_rtos: u8,
 }
 
 impl Default for MptcpConfig {
@@ -77,6 +81,7 @@ impl Default for MptcpConfig {
             tx_buffer: 4 << 20,
             max_mapping: 65_534,
             scheduler: SchedulerKind::MinRtt,
+            stale_after_rtos: 1,
         }
     }
 }
@@ -1169,6 +1174,7 @@ pub struct MptcpConnection {
     sh: Shared,
     subflows: Vec<Subflow>,
     max_mapping: usize,
+    stale_after_rtos: u8,
     scratch: Vec<u8>,
     /// Retransmission of a DATA_FIN that no data segment carries (it rides on pure ACKs).
     fin_timer: Option<Instant>,
@@ -1224,6 +1230,7 @@ impl MptcpConnection {
                 st: SubflowState::new(iss, None),
             }],
             max_mapping: cfg.max_mapping.clamp(1, 65_534),
+            stale_after_rtos: cfg.stale_after_rtos.max(1),
             scratch: Vec::new(),
             fin_timer: None,
             fin_backoff: 0,
@@ -1826,7 +1833,12 @@ impl MptcpConnection {
                 .rto_streak
                 .saturating_add((rtos - sub.st.rto_seen).min(255) as u8);
             sub.st.rto_seen = rtos;
-            if sub.st.stale || !outstanding || !others || !usable(sub) {
+            if sub.st.stale
+                || !outstanding
+                || !others
+                || !usable(sub)
+                || sub.st.rto_streak < self.stale_after_rtos
+            {
                 continue;
             }
             sub.st.stale = true;
