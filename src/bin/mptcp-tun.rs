@@ -2,10 +2,14 @@
 //!
 //! Runs one endpoint of the stack on a TUN device, serves or opens one connection, moves
 //! `--send`/`--recv` bytes of the pattern `byte[i] = i % 251`, verifies them, and reports the
-//! throughput (and with `--json`, one JSON object on the last line of stdout).
+//! throughput (and with `--json`, one JSON object on the last line of stdout). Without `--json`
+//! a progress report goes to stderr once a second: bytes, rate, and each subflow's addresses,
+//! RTT, congestion window, bytes, state and backup/stale marks.
 //!
-//! Exit codes: 0 transfer complete and verified; 1 transfer failed (reset, corrupt data,
-//! short); 2 usage error; 3 device or permission error; 4 timeout.
+//! Exit codes: 0 transfer complete and verified; 1 transfer failed (refused, reset, corrupt
+//! data, short); 2 usage error (a bad flag or a flag combination that cannot work); 3 device,
+//! permission or host-setup error (TUN, pcap file, an `--addr` the host's kernel owns); 4
+//! timeout (no answer from the peer, no client, or the transfer took longer than `--timeout`).
 //!
 //! The stack speaks MPTCP v1 and falls back to TCP when the peer or a middlebox does not: the
 //! JSON says `"mptcp": false` and why in `"fallback_reason"`. `--plain-tcp` turns MPTCP off,
@@ -21,21 +25,37 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Duration as StdDuration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use mptcp_stack::driver::{Driver, TunDevice};
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::mptcp::Mode as MptcpMode;
-use mptcp_stack::mptcp::SchedulerKind;
 use mptcp_stack::mptcp::pm::AddrFlags;
-use mptcp_stack::node::Instant;
-use mptcp_stack::tcp::State;
+use mptcp_stack::mptcp::{MptcpConnection, SchedulerKind};
+use mptcp_stack::node::{Duration, Instant};
 use mptcp_stack::tcp::cc::CcAlgorithm;
+use mptcp_stack::tcp::{ConnError, State};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 transfer complete and verified; 1 transfer failed (refused, reset, corrupt or
+short data); 2 usage error; 3 device, permission or host-setup error (TUN device, pcap file,
+an --addr the host's kernel owns); 4 timeout (no answer from the peer, no client, or the
+transfer took longer than --timeout).
+
+The stack's addresses (--addr) belong to no kernel interface: the host routes them into the
+TUN device (ip route add 198.18.101.1/32 dev mptun0) and forwards. Opening a TUN device needs
+root or CAP_NET_ADMIN. See the README for the two-host and two-namespace set-ups.";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "mptcp-tun",
     version,
-    about = "Userspace MPTCP over a TUN device: bulk transfer with verification"
+    about = "Userspace MPTCP over a TUN device: bulk transfer with verification",
+    long_about = "Userspace Multipath TCP (RFC 8684) over a TUN device: one endpoint of the stack \
+                  serves or opens one connection, moves --send/--recv bytes of the pattern \
+                  byte[i] = i % 251, verifies them and reports throughput and per-subflow \
+                  statistics (progress on stderr once a second; with --json one JSON object as \
+                  the last line of stdout).",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,48 +65,56 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Mode {
     /// Listen on PORT of every --addr, serve one connection, then exit.
+    #[command(after_help = AFTER_HELP)]
     Server(ServerArgs),
-    /// Connect to IP:PORT from the first --addr.
+    /// Connect to IP:PORT from the first --addr of its family; every other --addr adds a subflow.
+    #[command(after_help = AFTER_HELP)]
     Client(ClientArgs),
 }
 
 #[derive(Args, Debug)]
 struct Common {
-    /// The TUN device to open (created if it does not exist; the host routes into it).
+    /// The TUN device to use: opened if it exists (`ip tuntap add dev NAME mode tun`), else
+    /// created (then route the --addr addresses into it yourself). At most 15 characters.
     #[arg(long, value_name = "NAME")]
     tun: String,
-    /// A stack address (owned by no kernel). The client's first of the server's family carries
-    /// the initial subflow; the others open more subflows (MP_JOIN).
+    /// A stack address (repeat for more paths). It must belong to no kernel interface; the host
+    /// routes it into the TUN. The client's first --addr of the server's family carries the
+    /// initial subflow; every other one opens one more subflow to each server address (MP_JOIN).
     #[arg(long = "addr", value_name = "IP", required = true)]
     addrs: Vec<IpAddr>,
-    /// Send N bytes of the pattern i % 251, then close.
+    /// Send BYTES bytes of the pattern i % 251, then close (one of --send/--recv is required).
     #[arg(long, value_name = "BYTES", conflicts_with = "recv")]
     send: Option<u64>,
-    /// Expect exactly N bytes of the pattern and verify them.
+    /// Expect exactly BYTES bytes of the pattern, verify every byte, then close.
     #[arg(long, value_name = "BYTES")]
     recv: Option<u64>,
-    /// Ask for DSS checksums (MPTCP; no effect in plain TCP).
-    #[arg(long)]
+    /// Ask for DSS checksums (MPTCP only; the peer may ask for them too).
+    #[arg(long, conflicts_with = "plain_tcp")]
     checksum: bool,
-    /// Packet scheduler (MPTCP; no effect with one subflow).
+    /// Packet scheduler: which subflow carries the next data (MPTCP; no effect with one subflow).
     #[arg(long, value_enum, default_value_t = Scheduler::Minrtt)]
     scheduler: Scheduler,
-    /// Congestion control of every subflow.
+    /// Congestion control of every subflow (lia/olia couple the subflows' windows).
     #[arg(long, value_enum, default_value_t = Cc::Cubic)]
     cc: Cc,
-    /// Write every packet to FILE (pcap, LINKTYPE_RAW).
+    /// Write every packet in and out of the stack to FILE (pcap, LINKTYPE_RAW; Wireshark and
+    /// tcpdump -r read it).
     #[arg(long, value_name = "FILE")]
     pcap: Option<String>,
-    /// Print one JSON object as the last line of stdout.
+    /// Print one JSON object as the last line of stdout (and no progress reports):
+    /// {"bytes","secs","mbit_s","mptcp","fallback_reason","subflows":[...],"reinjected_bytes",
+    /// "scheduler","backup_switch_secs","counters":{...},"error"}.
     #[arg(long)]
     json: bool,
-    /// Speak plain TCP (the baseline for comparisons).
+    /// Speak plain TCP instead of MPTCP (the baseline for comparisons).
     #[arg(long)]
     plain_tcp: bool,
-    /// The TUN MTU.
-    #[arg(long, default_value_t = 1500)]
+    /// The TUN device's MTU (576-65535; at least 1280 with an IPv6 --addr).
+    #[arg(long, value_name = "BYTES", default_value_t = 1500)]
     mtu: u16,
-    /// Give up after SECS seconds.
+    /// Give up (exit 4) when the whole run, waiting for the peer included, takes longer than
+    /// SECS seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     timeout: u64,
 }
@@ -95,11 +123,12 @@ struct Common {
 struct ServerArgs {
     #[command(flatten)]
     common: Common,
-    /// The port to listen on.
+    /// The port to listen on (on every --addr).
     #[arg(long)]
     port: u16,
-    /// Announce these addresses to the peer (ADD_ADDR; MPTCP).
-    #[arg(long, value_name = "IP")]
+    /// Announce this --addr to the client (ADD_ADDR; MPTCP), so that it opens subflows to it;
+    /// repeat for more.
+    #[arg(long, value_name = "IP", conflicts_with = "plain_tcp")]
     announce: Vec<IpAddr>,
 }
 
@@ -110,15 +139,19 @@ struct ClientArgs {
     /// The server, as IP:PORT or `[IPv6]:PORT`.
     #[arg(long, value_name = "IP:PORT")]
     connect: SocketAddr,
-    /// Use this local address as a backup path (MPTCP).
-    #[arg(long, value_name = "IP")]
+    /// Give up (exit 4) when the server has not answered within SECS seconds (peer unreachable).
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    connect_timeout: u64,
+    /// Make the subflows from this --addr backups: they carry data only when no regular subflow
+    /// works (MPTCP). It must be one of the --addr addresses other than the initial subflow's.
+    #[arg(long, value_name = "IP", conflicts_with = "plain_tcp")]
     backup: Option<IpAddr>,
     /// With --backup: open the subflows from the --backup address as regular ones, and mark them
     /// backups with MP_PRIO SECS seconds (fractions allowed) after the connection is
     /// established, instead of with the MP_JOIN B bit. With --json, each subflow object then
     /// also has "switch_bytes_sent" and "switch_bytes_received" (its counts at that moment),
     /// and the object "backup_switch_secs".
-    #[arg(long, value_name = "SECS", requires = "backup")]
+    #[arg(long, value_name = "SECS")]
     backup_after: Option<f64>,
 }
 
@@ -169,6 +202,7 @@ impl Cc {
 }
 
 const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_DEVICE: u8 = 3;
 const EXIT_TIMEOUT: u8 = 4;
 
@@ -180,6 +214,17 @@ struct Switch {
     bytes: Vec<(SocketAddr, SocketAddr, u64, u64)>,
 }
 
+/// Why the run gave up waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimedOut {
+    /// The client's SYN went unanswered (--connect-timeout, or its retransmissions ran out).
+    Connect,
+    /// No client connected to the server within --timeout.
+    Accept,
+    /// The connection was up, the transfer took longer than --timeout.
+    Transfer,
+}
+
 /// What the transfer did, for the report.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -187,7 +232,210 @@ struct Outcome {
     started: Option<Instant>,
     finished: Option<Instant>,
     error: Option<String>,
-    timed_out: bool,
+    timed_out: Option<TimedOut>,
+}
+
+/// A usage error of the subcommand `mode`: clap's format (the message, the usage line, a hint
+/// to --help) and exit status 2.
+fn usage_error(mode: &str, msg: String) -> ExitCode {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let err = match cmd.find_subcommand_mut(mode) {
+        Some(sub) => sub.error(clap::error::ErrorKind::ArgumentConflict, msg),
+        None => cmd.error(clap::error::ErrorKind::ArgumentConflict, msg),
+    };
+    let _ = err.print();
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// The flag combinations clap cannot check; the message says which flag and what to do.
+fn check_usage(cli: &Cli) -> Result<(), String> {
+    let (common, server, client) = match &cli.mode {
+        Mode::Server(s) => (&s.common, Some(s), None),
+        Mode::Client(c) => (&c.common, None, Some(c)),
+    };
+    let tun = &common.tun;
+    if tun.is_empty() || tun.len() > 15 {
+        return Err(format!(
+            "--tun {tun:?}: a network interface name has 1 to 15 characters (it has {})",
+            tun.len()
+        ));
+    }
+    if tun == "."
+        || tun == ".."
+        || tun.contains(['/', ':', '%'])
+        || tun.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "--tun {tun:?}: not a valid interface name (no '/', ':', '%' or spaces, not '.' or '..')"
+        ));
+    }
+    if common.send.is_none() && common.recv.is_none() {
+        return Err("one of --send BYTES or --recv BYTES is required".into());
+    }
+    if common.timeout == 0 {
+        return Err("--timeout takes a number of seconds >= 1".into());
+    }
+    for (i, a) in common.addrs.iter().enumerate() {
+        if common.addrs[..i].contains(a) {
+            return Err(format!("--addr {a} is given twice"));
+        }
+        if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+            return Err(format!(
+                "--addr {a}: a stack address must be a unicast address that the host routes into \
+                 the TUN (not unspecified, multicast or loopback)"
+            ));
+        }
+        if let IpAddr::V4(v4) = a
+            && v4.is_broadcast()
+        {
+            return Err(format!(
+                "--addr {a}: a broadcast address cannot be a stack address"
+            ));
+        }
+    }
+    let min_mtu = if common.addrs.iter().any(IpAddr::is_ipv6) {
+        1280
+    } else {
+        576
+    };
+    if common.mtu < min_mtu {
+        return Err(format!(
+            "--mtu {}: at least {min_mtu}{}",
+            common.mtu,
+            if min_mtu == 1280 {
+                " with an IPv6 --addr (RFC 8200)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(s) = server {
+        if s.port == 0 {
+            return Err("--port 0: give the port to listen on (1-65535)".into());
+        }
+        for a in &s.announce {
+            if !common.addrs.contains(a) {
+                return Err(format!(
+                    "--announce {a} is not one of the --addr addresses: the server announces \
+                     addresses it owns; add --addr {a} (and route it into the TUN)"
+                ));
+            }
+        }
+    }
+    if let Some(c) = client {
+        let remote = c.connect;
+        if remote.port() == 0 {
+            return Err(format!("--connect {remote}: port 0 cannot be connected to"));
+        }
+        let ip = remote.ip();
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("--connect {remote}: not a unicast address"));
+        }
+        if common.addrs.contains(&ip) {
+            return Err(format!(
+                "--connect {remote}: that is one of our own --addr addresses"
+            ));
+        }
+        let Some(first) = common
+            .addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == ip.is_ipv4())
+        else {
+            return Err(format!(
+                "--connect {remote} is {} but every --addr is {}: add an --addr of the {} family \
+                 (the initial subflow needs one)",
+                family(ip),
+                family(common.addrs[0]),
+                family(ip)
+            ));
+        };
+        if c.connect_timeout == 0 {
+            return Err("--connect-timeout takes a number of seconds >= 1".into());
+        }
+        if let Some(b) = c.backup {
+            if !common.addrs.contains(&b) {
+                return Err(format!(
+                    "--backup {b} is not one of the --addr addresses: add --addr {b} too (a backup \
+                     path is one of the stack's addresses)"
+                ));
+            }
+            if b == first && c.backup_after.is_none() {
+                return Err(format!(
+                    "--backup {b} is the initial subflow's address (the first --addr of the \
+                     server's family), which cannot be opened as a backup: list a regular --addr \
+                     first, or add --backup-after SECS to switch it with MP_PRIO"
+                ));
+            }
+            if common.addrs.len() < 2 {
+                return Err(format!(
+                    "--backup {b} with a single --addr leaves no regular path: add another --addr"
+                ));
+            }
+        }
+        if c.backup_after.is_some() && c.backup.is_none() {
+            return Err(
+                "--backup-after needs --backup IP: it says when to switch that address's \
+                 subflows to backup"
+                    .into(),
+            );
+        }
+        if let Some(secs) = c.backup_after
+            && !(secs.is_finite() && secs >= 0.0)
+        {
+            return Err(format!(
+                "--backup-after takes a number of seconds >= 0, not {secs}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the host's kernel owns `addr` (an interface has it here): then packets to it are
+/// delivered to the kernel, never to the TUN. A UDP bind succeeds only for a local address,
+/// unless the host allows non-local binds (then this cannot tell, and says no).
+fn kernel_owns(addr: IpAddr) -> bool {
+    let sysctl = if addr.is_ipv4() {
+        "/proc/sys/net/ipv4/ip_nonlocal_bind"
+    } else {
+        "/proc/sys/net/ipv6/ip_nonlocal_bind"
+    };
+    if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() != "0") {
+        return false;
+    }
+    std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
+}
+
+/// A TUN open error explained: what went wrong and what to do.
+fn tun_error(name: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::PermissionDenied => {
+            " (opening or creating a TUN device needs root or CAP_NET_ADMIN: run as root, or let \
+             root create it for you with `ip tuntap add dev NAME mode tun user $USER`)"
+        }
+        ErrorKind::NotFound => {
+            " (no /dev/net/tun: load the module with `modprobe tun`; in a container, pass the \
+             device in, e.g. `docker run --device /dev/net/tun --cap-add NET_ADMIN`)"
+        }
+        ErrorKind::ResourceBusy => {
+            " (another process holds this TUN device, another mptcp-tun perhaps: stop it or \
+             pick another --tun name)"
+        }
+        ErrorKind::InvalidInput => " (is an interface of that name not a TUN device?)",
+        _ => "",
+    };
+    let e = e.to_string();
+    if e.starts_with("TUN device") {
+        format!("cannot open {e}{hint}")
+    } else {
+        format!("cannot open TUN device {name:?}: {e}{hint}")
+    }
 }
 
 fn main() -> ExitCode {
@@ -196,38 +444,35 @@ fn main() -> ExitCode {
         Mode::Server(s) => (&s.common, Some(s.port), None),
         Mode::Client(c) => (&c.common, None, Some(c.connect)),
     };
-    if common.send.is_none() && common.recv.is_none() {
-        eprintln!("mptcp-tun: one of --send BYTES or --recv BYTES is required");
-        return ExitCode::from(2);
-    }
-    let backup_after = match &cli.mode {
-        Mode::Client(c) => c.backup_after,
-        Mode::Server(_) => None,
+    let mode_name = match &cli.mode {
+        Mode::Server(_) => "server",
+        Mode::Client(_) => "client",
     };
-    if let Some(secs) = backup_after
-        && !(secs.is_finite() && secs >= 0.0)
-    {
-        eprintln!("mptcp-tun: --backup-after takes a number of seconds >= 0, not {secs}");
-        return ExitCode::from(2);
+    if let Err(msg) = check_usage(&cli) {
+        return usage_error(mode_name, msg);
     }
-    if let Some(remote) = connect
-        && !common.addrs.iter().any(|a| a.is_ipv4() == remote.is_ipv4())
+    if let Some(a) = common.addrs.iter().find(|a| kernel_owns(**a)) {
+        eprintln!(
+            "mptcp-tun: --addr {a} is in use: an interface of this host has it, so the kernel \
+             would answer its packets instead of the stack. Use an address no interface has and \
+             route it into the TUN (ip route add {a}/{} dev {}), or remove it from the \
+             interface (ip addr del).",
+            if a.is_ipv4() { 32 } else { 128 },
+            common.tun
+        );
+        return ExitCode::from(EXIT_DEVICE);
+    }
+    // The pcap file first: a typo in its path should not cost a TUN device.
+    if let Some(path) = &common.pcap
+        && let Err(e) = std::fs::File::create(path)
     {
-        eprintln!("mptcp-tun: no --addr of the same family as {remote}");
-        return ExitCode::from(2);
+        eprintln!("mptcp-tun: --pcap {path:?}: cannot create the file: {e}");
+        return ExitCode::from(EXIT_DEVICE);
     }
     let device = match TunDevice::open(&common.tun, common.mtu) {
         Ok(d) => d,
         Err(e) => {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (opening a TUN device needs CAP_NET_ADMIN: run as root, or create it with `ip tuntap add dev NAME mode tun user $USER`)"
-            } else {
-                ""
-            };
-            eprintln!(
-                "mptcp-tun: cannot open TUN device {:?}: {e}{hint}",
-                common.tun
-            );
+            eprintln!("mptcp-tun: {}", tun_error(&common.tun, &e));
             return ExitCode::from(EXIT_DEVICE);
         }
     };
@@ -246,7 +491,7 @@ fn main() -> ExitCode {
     // server announces its --announce addresses.
     match &cli.mode {
         Mode::Client(c) => {
-            for a in common.addrs.iter().chain(&c.backup) {
+            for a in &common.addrs {
                 let flags = AddrFlags {
                     signal: false,
                     subflow: true,
@@ -267,16 +512,6 @@ fn main() -> ExitCode {
                     },
                 );
             }
-            for a in s.announce.iter().filter(|a| !common.addrs.contains(a)) {
-                endpoint.add_address_with(
-                    *a,
-                    AddrFlags {
-                        signal: true,
-                        subflow: false,
-                        backup: false,
-                    },
-                );
-            }
         }
     }
     let mut driver = Driver::new(endpoint, device);
@@ -284,23 +519,25 @@ fn main() -> ExitCode {
         driver = match driver.with_pcap_file(path) {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("mptcp-tun: cannot write pcap {path:?}: {e}");
+                eprintln!("mptcp-tun: --pcap {path:?}: cannot write the file: {e}");
                 return ExitCode::from(EXIT_DEVICE);
             }
         };
     }
+    let json = common.json;
     let mut conn: Option<ConnectionHandle> = None;
     if let Some(port) = server_port {
         driver.node_mut().listen(port);
-        if !common.json {
+        if !json {
             eprintln!(
-                "listening on port {port} of {:?} ({})",
-                common.addrs,
+                "listening on port {port} of {} ({}, TUN {})",
+                list(&common.addrs),
                 if common.plain_tcp {
                     "plain TCP"
                 } else {
                     "MPTCP"
-                }
+                },
+                common.tun
             );
         }
     } else if let Some(remote) = connect {
@@ -316,21 +553,36 @@ fn main() -> ExitCode {
         {
             Ok(h) => conn = Some(h),
             Err(e) => {
-                eprintln!("mptcp-tun: connect to {remote}: {e}");
+                eprintln!("mptcp-tun: connect from {local_ip} to {remote}: {e}");
                 return ExitCode::from(EXIT_FAILED);
             }
+        }
+        if !json {
+            eprintln!(
+                "connecting from {local_ip} to {remote} ({}, TUN {})",
+                if common.plain_tcp {
+                    "plain TCP"
+                } else {
+                    "MPTCP"
+                },
+                common.tun
+            );
         }
     }
 
     let total = common.send.or(common.recv).unwrap_or(0);
     let sending = common.send.is_some();
-    let deadline = driver.now() + mptcp_stack::node::Duration::from_secs(common.timeout);
+    let t0 = driver.now();
+    let deadline = t0 + Duration::from_secs(common.timeout);
+    let connect_deadline = match &cli.mode {
+        Mode::Client(c) => t0 + Duration::from_secs(c.connect_timeout.min(common.timeout)),
+        Mode::Server(_) => deadline,
+    };
     let mut out = Outcome::default();
     let mut offset: u64 = 0;
     let mut closed = false;
     let mut buf = vec![0u8; 256 * 1024];
-    let mut last_progress = driver.now();
-    let json = common.json;
+    let mut progress = Progress::default();
     // --backup-after: the address, when, and what each subflow had moved at the switch.
     let backup_switch = match &cli.mode {
         Mode::Client(c) => c.backup.zip(c.backup_after),
@@ -349,15 +601,29 @@ fn main() -> ExitCode {
                     out.started = Some(now);
                 }
                 Event::Connected(_) => out.started = Some(now),
-                Event::Closed(h, Some(e)) if Some(h) == conn => out.error = Some(e.to_string()),
+                Event::Closed(h, Some(e)) if Some(h) == conn => {
+                    if out.started.is_none() && e == ConnError::TimedOut {
+                        out.timed_out = Some(TimedOut::Connect);
+                    } else {
+                        out.error = Some(describe_conn_error(e, connect, sending, offset, total));
+                    }
+                }
                 _ => {}
             }
         }
-        if now > deadline {
-            out.timed_out = true;
+        if out.error.is_some() || out.timed_out.is_some() {
             return ControlFlow::Break(());
         }
-        if out.error.is_some() {
+        if out.started.is_none() && now > connect_deadline {
+            out.timed_out = Some(if connect.is_some() {
+                TimedOut::Connect
+            } else {
+                TimedOut::Accept
+            });
+            return ControlFlow::Break(());
+        }
+        if now > deadline {
+            out.timed_out = Some(TimedOut::Transfer);
             return ControlFlow::Break(());
         }
         let Some(h) = conn else {
@@ -390,31 +656,16 @@ fn main() -> ExitCode {
                 switched = Some(Switch { secs: since, bytes });
             }
         }
-        if !json && now - last_progress >= mptcp_stack::node::Duration::from_secs(1) {
-            last_progress = now;
-            let secs = out
-                .started
-                .map_or(0.0, |s| (now - s).total_micros() as f64 / 1e6)
-                .max(1e-6);
-            let rtts: Vec<String> = ep
-                .mptcp(h)
-                .map(|m| m.subflows())
-                .unwrap_or(&[])
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}: {:?}",
-                        s.tcp().local(),
-                        s.tcp().srtt().map(|d| d.total_micros())
-                    )
-                })
-                .collect();
-            eprintln!(
-                "{:>12} bytes  {:>9.1} Mbit/s  rtt us [{}]",
-                offset,
-                offset as f64 * 8.0 / secs / 1e6,
-                rtts.join(", ")
-            );
+        if !json
+            && let (Some(started), Some(m)) = (out.started, ep.mptcp(h))
+        {
+            // The sender counts what the peer acknowledged at the data level.
+            let done = if sending {
+                offset.saturating_sub(m.send_queue() as u64)
+            } else {
+                offset
+            };
+            progress.tick(now, started, done, total, sending, m);
         }
         if sending {
             while offset < total {
@@ -430,7 +681,7 @@ fn main() -> ExitCode {
                     Ok(0) => break,
                     Ok(k) => offset += k as u64,
                     Err(e) => {
-                        out.error = Some(e.to_string());
+                        out.error = Some(format!("sending after {offset} of {total} bytes: {e}"));
                         return ControlFlow::Break(());
                     }
                 }
@@ -451,24 +702,33 @@ fn main() -> ExitCode {
                     Ok(0) => break,
                     Ok(n) => {
                         if let Some(bad) = first_mismatch(&buf[..n], offset) {
-                            out.error = Some(format!("corrupt data at byte {bad}"));
+                            out.error = Some(format!(
+                                "corrupt data at byte {bad}: got {}, expected {}",
+                                buf[(bad - offset) as usize],
+                                bad % 251
+                            ));
                             return ControlFlow::Break(());
                         }
                         offset += n as u64;
                         if offset > total {
-                            out.error = Some(format!("received more than {total} bytes"));
+                            out.error = Some(format!(
+                                "the peer sent more than the --recv {total} bytes ({offset} so far)"
+                            ));
                             return ControlFlow::Break(());
                         }
                     }
                     Err(e) => {
-                        out.error = Some(e.to_string());
+                        out.error =
+                            Some(format!("receiving after {offset} of {total} bytes: {e}"));
                         return ControlFlow::Break(());
                     }
                 }
             }
             if ep.recv_finished(h) {
                 if offset != total {
-                    out.error = Some(format!("peer closed after {offset} of {total} bytes"));
+                    out.error = Some(format!(
+                        "the peer closed after {offset} of the --recv {total} bytes"
+                    ));
                     return ControlFlow::Break(());
                 }
                 if !closed {
@@ -484,7 +744,7 @@ fn main() -> ExitCode {
                 }
                 if out
                     .finished
-                    .is_some_and(|f| now - f > mptcp_stack::node::Duration::from_secs(2))
+                    .is_some_and(|f| now - f > Duration::from_secs(2))
                 {
                     return ControlFlow::Break(());
                 }
@@ -493,12 +753,15 @@ fn main() -> ExitCode {
         ControlFlow::Continue(())
     });
     if let Err(e) = result {
-        eprintln!("mptcp-tun: device error: {e}");
+        eprintln!(
+            "mptcp-tun: TUN device {:?} failed: {e} (was it deleted or set down?)",
+            common.tun
+        );
         return ExitCode::from(EXIT_DEVICE);
     }
     // A failed transfer resets the connection (MP_FASTCLOSE in MPTCP) so the peer does not
     // wait for a close that never comes.
-    if (out.error.is_some() || out.timed_out)
+    if (out.error.is_some() || out.timed_out.is_some())
         && let Some(h) = conn
     {
         let _ = driver.node_mut().abort(h);
@@ -507,23 +770,161 @@ fn main() -> ExitCode {
     for _ in 0..20 {
         let _ = driver.run_once(Some(StdDuration::from_millis(5)));
     }
-    report(&driver, conn, &out, json, switched.as_ref());
-    if out.timed_out {
-        eprintln!("mptcp-tun: timed out after {} s", common.timeout);
-        return ExitCode::from(EXIT_TIMEOUT);
-    }
-    if let Some(e) = &out.error {
-        eprintln!("mptcp-tun: transfer failed: {e}");
-        return ExitCode::from(EXIT_FAILED);
-    }
-    if out.bytes != total || out.finished.is_none() {
-        eprintln!(
-            "mptcp-tun: transfer incomplete: {} of {total} bytes",
-            out.bytes
-        );
-        return ExitCode::from(EXIT_FAILED);
+    let failure: Option<(u8, String)> = if let Some(t) = out.timed_out {
+        let msg = match (t, connect) {
+            (TimedOut::Connect, Some(remote)) => format!(
+                "no answer from {remote} within {} s: the peer is unreachable. Check that a \
+                 server listens there, that this host routes the --addr addresses into TUN {} \
+                 and forwards, and that the peer can route its answers back to them (NAT \
+                 or routes; see the README)",
+                (connect_deadline - t0).total_micros() / 1_000_000,
+                common.tun
+            ),
+            (TimedOut::Accept, _) => format!(
+                "no client connected within --timeout {} s (does the client connect to port {} \
+                 of {}, and does the host route those addresses into TUN {}?)",
+                common.timeout,
+                server_port.unwrap_or(0),
+                list(&common.addrs),
+                common.tun
+            ),
+            _ => format!(
+                "timed out after --timeout {} s with {} of {total} bytes {}",
+                common.timeout,
+                offset,
+                if sending { "queued" } else { "received" }
+            ),
+        };
+        Some((EXIT_TIMEOUT, msg))
+    } else if let Some(e) = &out.error {
+        let what = if out.started.is_some() {
+            "transfer failed"
+        } else {
+            "connection failed"
+        };
+        Some((EXIT_FAILED, format!("{what}: {e}")))
+    } else if out.bytes != total || out.finished.is_none() {
+        Some((
+            EXIT_FAILED,
+            format!("transfer incomplete: {} of {total} bytes", out.bytes),
+        ))
+    } else {
+        None
+    };
+    report(
+        &driver,
+        conn,
+        &out,
+        json,
+        switched.as_ref(),
+        failure.as_ref().map(|f| f.1.as_str()),
+    );
+    if let Some((code, msg)) = failure {
+        eprintln!("mptcp-tun: {msg}");
+        return ExitCode::from(code);
     }
     ExitCode::SUCCESS
+}
+
+/// A connection error in words, with what to do about it.
+fn describe_conn_error(
+    e: ConnError,
+    connect: Option<SocketAddr>,
+    sending: bool,
+    offset: u64,
+    total: u64,
+) -> String {
+    let moved = format!(
+        "after {offset} of {total} bytes {}",
+        if sending { "queued" } else { "received" }
+    );
+    match (e, connect) {
+        (ConnError::Refused, Some(remote)) => format!(
+            "connection refused by {remote}: nothing listens on port {} there (start the server \
+             first, or check --connect)",
+            remote.port()
+        ),
+        (ConnError::Reset, _) => format!("connection reset by the peer {moved}"),
+        (ConnError::TimedOut, _) => {
+            format!("connection timed out {moved}: the peer stopped answering on every path")
+        }
+        (e, _) => format!("{e} {moved}"),
+    }
+}
+
+fn list(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The once-a-second progress report on stderr.
+#[derive(Default)]
+struct Progress {
+    last: Option<(Instant, u64)>,
+}
+
+impl Progress {
+    fn tick(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        done: u64,
+        total: u64,
+        sending: bool,
+        m: &MptcpConnection,
+    ) {
+        let (t_last, b_last) = *self.last.get_or_insert((started, 0));
+        let interval = now - t_last;
+        if interval < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Some((now, done));
+        let secs = |d: Duration| d.total_micros() as f64 / 1e6;
+        let rate = (done - b_last) as f64 * 8.0 / secs(interval) / 1e6;
+        let avg = done as f64 * 8.0 / secs(now - started).max(1e-6) / 1e6;
+        let mut text = format!(
+            "[{:6.1} s] {done} of {total} bytes {} ({:.1} %), {rate:.1} Mbit/s (average {avg:.1}), {} subflow(s)\n",
+            secs(now - started),
+            if sending { "acknowledged" } else { "received" },
+            if total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / total as f64
+            },
+            m.subflows().len()
+        );
+        for s in m.subflows() {
+            let c = s.tcp();
+            let st = c.stats();
+            let mut marks = String::new();
+            if s.backup() {
+                marks.push_str(" backup");
+            }
+            if s.peer_backup() {
+                marks.push_str(" peer-backup");
+            }
+            if s.is_stale() {
+                marks.push_str(" stale");
+            }
+            text.push_str(&format!(
+                "    {} -> {}  rtt {}  cwnd {} B  sent {} B  received {} B  {:?}{marks}\n",
+                c.local(),
+                c.remote(),
+                c.srtt().map_or("-".to_string(), |d| format!(
+                    "{:.1} ms",
+                    d.total_micros() as f64 / 1e3
+                )),
+                c.cwnd(),
+                st.bytes_sent,
+                st.bytes_received,
+                c.state()
+            ));
+        }
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
 }
 
 fn report(
@@ -532,6 +933,7 @@ fn report(
     out: &Outcome,
     json: bool,
     switched: Option<&Switch>,
+    failure: Option<&str>,
 ) {
     let secs = match (out.started, out.finished) {
         (Some(s), Some(f)) => (f - s).total_micros() as f64 / 1e6,
@@ -552,6 +954,10 @@ fn report(
         Some(_) => "",
         None => "no connection",
     };
+    if !json && out.started.is_none() {
+        // Nothing to report: the error message says what happened.
+        return;
+    }
     if !json {
         let how = if mptcp {
             format!(
@@ -573,19 +979,35 @@ fn report(
             let c = sub.tcp();
             let s = c.stats();
             println!(
-                "subflow {} -> {}: sent {} B, received {} B, retransmitted {} B, rtt {:?}, cwnd {} B, state {:?}",
+                "subflow {} -> {}: sent {} B, received {} B, retransmitted {} B, rtt {}, cwnd {} B, state {:?}{}{}",
                 c.local(),
                 c.remote(),
                 s.bytes_sent,
                 s.bytes_received,
                 s.bytes_retransmitted,
-                c.srtt(),
+                c.srtt().map_or("-".to_string(), |d| format!(
+                    "{:.1} ms",
+                    d.total_micros() as f64 / 1e3
+                )),
                 c.cwnd(),
-                c.state()
+                c.state(),
+                if sub.backup() { ", backup" } else { "" },
+                if sub.is_stale() { ", stale" } else { "" }
             );
         }
         if let Some(m) = mp {
-            println!("counters: {:?}", m.counters());
+            // The counters that moved, as "name value" pairs.
+            let text = format!("{:?}", m.counters());
+            let inner = text
+                .split_once('{')
+                .map_or("", |(_, rest)| rest.trim_end_matches(['}', ' ']));
+            let moved: Vec<String> = inner
+                .split(", ")
+                .filter_map(|kv| kv.split_once(": "))
+                .filter(|(_, v)| v.trim() != "0")
+                .map(|(k, v)| format!("{} {}", k.trim(), v.trim()))
+                .collect();
+            println!("counters: {}", moved.join(", "));
         }
         if let Some(sw) = switched {
             println!("backup switch (MP_PRIO) at {:.3} s:", sw.secs);
@@ -631,12 +1053,13 @@ fn report(
     let fallback = if mptcp {
         "null".to_string()
     } else {
-        format!("\"{}\"", reason.replace('"', "'"))
+        json_string(reason)
     };
+    let error = failure.map_or("null".to_string(), json_string);
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"backup_switch_secs\":{switch_secs},\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}}}}",
+        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"backup_switch_secs\":{switch_secs},\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}},\"error\":{error}}}",
         out.bytes,
         subflows.join(","),
         counters.reinjected_bytes,
@@ -653,6 +1076,22 @@ fn report(
         counters.subflow_stale,
         counters.subflow_recover,
     );
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn fill_pattern(buf: &mut [u8], offset: u64) {

@@ -11,8 +11,9 @@
 //!   [`Endpoint::poll_event`].
 //! - A connection's slot lives until the application calls [`Endpoint::release`] after it
 //!   closed, so unread data and final statistics stay available.
-//! - This endpoint speaks plain TCP; the MPTCP connection layer hooks in here (token
-//!   demux for MP_JOIN) when it lands.
+//! - Every connection is an MPTCP connection (a plain TCP one when MPTCP is off or the peer
+//!   falls back); MP_JOIN SYNs find theirs by token, and the path manager's actions (joins,
+//!   ADD_ADDR, REMOVE_ADDR, MP_PRIO) run here on the endpoint's addresses.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

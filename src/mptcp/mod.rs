@@ -1,8 +1,8 @@
 //! The MPTCP connection layer (RFC 8684): one data stream carried by TCP subflows.
 //!
 //! Contract:
-//! - An [`MptcpConnection`] owns its subflows (today one: the initial subflow; joins come with
-//!   the multipath work) and the connection-level state: keys, tokens and IDSNs, the send
+//! - An [`MptcpConnection`] owns its subflows (the initial one and those joined with MP_JOIN)
+//!   and the connection-level state: keys, tokens and IDSNs, the send
 //!   buffer indexed by data sequence number, reassembly by DSN, DATA_ACK and DATA_FIN.
 //! - The handshake is MP_CAPABLE v1 in both roles (section 3.1): no key on the SYN, the
 //!   server's key on the SYN/ACK, both keys on the third ACK, and on the first data as
