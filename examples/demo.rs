@@ -39,11 +39,11 @@ fn main() {
     );
     let mut a = Endpoint::new(EndpointConfig {
         seed: 1,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     let mut b = Endpoint::new(EndpointConfig {
         seed: 2,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     // The full-mesh path manager: A opens subflows from both of its addresses to B's address
     // and to the one B announces with ADD_ADDR.

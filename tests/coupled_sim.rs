@@ -40,7 +40,7 @@ fn shares(cc: CcAlgorithm, seed: u64, secs: u64) -> (u64, u64) {
     let cfg = |s| {
         let mut c = EndpointConfig {
             seed: s,
-            ..EndpointConfig::default()
+            ..EndpointConfig::seeded(0)
         };
         c.tcp.cc = cc;
         c

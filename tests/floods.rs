@@ -58,12 +58,12 @@ fn pair(seed: u64, max_half_open: usize) -> Harness<Endpoint, Endpoint> {
     let net = Network::new(seed, vec![PathConfig::new(A, B, link)]);
     let mut a = Endpoint::new(EndpointConfig {
         seed: seed + 1,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     let mut b = Endpoint::new(EndpointConfig {
         seed: seed + 2,
         max_half_open,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     a.add_address(A);
     b.add_address(B);

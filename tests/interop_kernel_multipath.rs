@@ -188,6 +188,36 @@ mod interop {
         None,
         Blackhole(u8),
         LinkDown(u8),
+        /// Path N blackholed and restored every `FLAP_PERIOD`, from a fifth of the bytes on.
+        Flap(u8),
+    }
+
+    /// How long each state of a flapping path lasts.
+    const FLAP_PERIOD: Duration = Duration::from_millis(1500);
+
+    /// The iptables rules that blackhole path `p` silently, both ways, in R and S.
+    fn blackhole_rules(topo: &Topology, p: u8) -> Vec<(String, Vec<String>)> {
+        let (rd, sd) = (topo.r_dev(p), topo.s_dev(p));
+        [(topo.ns_r(), rd), (topo.ns_s(), sd)]
+            .into_iter()
+            .map(|(ns, dev)| {
+                let rule = [
+                    "iptables",
+                    "-w",
+                    "-t",
+                    "raw",
+                    "-I",
+                    "PREROUTING",
+                    "-i",
+                    &dev,
+                ]
+                .iter()
+                .chain(&["-j", "DROP"])
+                .map(|s| s.to_string())
+                .collect();
+                (ns, rule)
+            })
+            .collect()
     }
 
     #[derive(Clone, Copy, PartialEq, Debug)]
@@ -260,7 +290,41 @@ mod interop {
         // (e): the same 0.5 s later.
         let mut at_settle: Option<(Duration, u64, u64)> = None;
         let mut fault_err: Option<String> = None;
+        // (d4): when the flapping path changes next, whether it is down, and how often it went.
+        let mut flap: Option<(Duration, bool, u32)> = None;
         let mut tick = |t: Duration| {
+            if let Kind::Failure(Fault::Flap(p)) = case.kind {
+                let (a, b) = (
+                    s_bytes(&s1).saturating_sub(dev0.0),
+                    s_bytes(&s2).saturating_sub(dev0.1),
+                );
+                if flap.is_none() {
+                    if a + b < case.bytes / 5 {
+                        return;
+                    }
+                    at_event = Some((t, a, b));
+                    flap = Some((t, false, 0));
+                }
+                let Some((next, down, n)) = flap else { return };
+                if t < next {
+                    return;
+                }
+                for (ns, rule) in blackhole_rules(topo, p) {
+                    let mut rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+                    rule[4] = if down { "-D" } else { "-I" };
+                    if let Err(e) = ns_cmd(&ns, &rule) {
+                        fault_err = Some(e);
+                    }
+                    if !down {
+                        let mut del = rule.clone();
+                        del[4] = "-D";
+                        // Removes the rule if the transfer ends while the path is down.
+                        undo.push(&ns, &del);
+                    }
+                }
+                flap = Some((t + FLAP_PERIOD, !down, n + u32::from(!down)));
+                return;
+            }
             if let Some((te, _, _)) = at_event {
                 if case.kind == Kind::Prio
                     && at_settle.is_none()
@@ -321,7 +385,8 @@ mod interop {
                             );
                             r
                         }
-                        Fault::None => Ok(()),
+                        // Handled at the top of the hook.
+                        Fault::Flap(_) | Fault::None => Ok(()),
                     };
                     if let Err(e) = r {
                         fault_err = Some(e);
@@ -609,9 +674,20 @@ mod interop {
                 } else {
                     match at_event {
                         None => p.push("the fault was never made".into()),
+                        Some((t, _, _)) if matches!(fault, Fault::Flap(_)) => {
+                            let downs = flap.map_or(0, |f| f.2);
+                            figures.push_str(&format!(
+                                "; path 1 flapping from {:.2} s: down {downs} times for {} ms each",
+                                t.as_secs_f64(),
+                                FLAP_PERIOD.as_millis()
+                            ));
+                            if downs < 3 {
+                                p.push(format!("the path went down only {downs} times"));
+                            }
+                        }
                         Some((t, a, b)) => {
                             let broken = match fault {
-                                Fault::Blackhole(x) | Fault::LinkDown(x) => x,
+                                Fault::Blackhole(x) | Fault::LinkDown(x) | Fault::Flap(x) => x,
                                 Fault::None => 0,
                             };
                             let after = if broken == 1 { dev.1 - b } else { dev.0 - a };
@@ -718,6 +794,12 @@ mod interop {
                 5512,
                 fail_bytes,
             ),
+            case(
+                "d4_flapping_path1",
+                Kind::Failure(Fault::Flap(1)),
+                5514,
+                3 * fail_bytes,
+            ),
             // Last: the link's IPv6 addresses do not come back with it.
             case(
                 "d3_linkdown_path1",
@@ -733,7 +815,11 @@ mod interop {
         let mut baseline: Option<(f64, f64)> = None;
         for case in &cases {
             let what = format!("{:<27} {} bytes", case.name, case.bytes);
-            if matches!(case.kind, Kind::Failure(Fault::Blackhole(_))) && !iptables {
+            if matches!(
+                case.kind,
+                Kind::Failure(Fault::Blackhole(_) | Fault::Flap(_))
+            ) && !iptables
+            {
                 crate::common::skipped(&format!("{NAME}: {}", case.name), "no iptables");
                 skipped += 1;
                 continue;

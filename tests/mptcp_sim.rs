@@ -158,8 +158,8 @@ fn mode(run: &Run, side: Side) -> (Mode, Option<&'static str>) {
 #[test]
 fn mp_capable_handshake_exchanges_keys_and_both_sides_speak_mptcp() {
     let mut run = start(
-        EndpointConfig::default(),
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
         (A, B),
         link(50, 10),
         link(50, 10),
@@ -183,7 +183,7 @@ fn mp_capable_handshake_exchanges_keys_and_both_sides_speak_mptcp() {
 #[test]
 fn data_survives_loss_reordering_and_duplication_at_the_data_level() {
     for (i, checksum) in [false, true].into_iter().enumerate() {
-        let mut cfg = EndpointConfig::default();
+        let mut cfg = EndpointConfig::seeded(0);
         cfg.mptcp.checksum = checksum;
         let fwd = link(50, 10)
             .with_loss(0.02)
@@ -192,7 +192,7 @@ fn data_survives_loss_reordering_and_duplication_at_the_data_level() {
         let rev = link(50, 10).with_loss(0.02).with_duplicate(0.01);
         let mut run = start(
             cfg,
-            EndpointConfig::default(),
+            EndpointConfig::seeded(0),
             (A, B),
             fwd,
             rev,
@@ -213,8 +213,8 @@ fn ipv6_mptcp_transfer() {
     let a6 = IpAddr::V6("2001:db8:101::1".parse::<Ipv6Addr>().unwrap());
     let b6 = IpAddr::V6("2001:db8:1::2".parse::<Ipv6Addr>().unwrap());
     let mut run = start(
-        EndpointConfig::default(),
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
         (a6, b6),
         link(50, 10).with_loss(0.01),
         link(50, 10),
@@ -226,10 +226,10 @@ fn ipv6_mptcp_transfer() {
 
 #[test]
 fn a_server_without_mptcp_makes_the_client_fall_back_and_the_stream_goes_on() {
-    let mut plain = EndpointConfig::default();
+    let mut plain = EndpointConfig::seeded(0);
     plain.mptcp.enabled = false;
     let mut run = start(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         plain,
         (A, B),
         link(20, 10).with_loss(0.01),
@@ -260,8 +260,8 @@ fn strip_mptcp_when(mut cond: impl FnMut(Side, &IpSegment<'_>) -> bool + 'static
 #[test]
 fn option_30_stripped_from_the_syn_means_plain_tcp_for_both() {
     let mut run = start(
-        EndpointConfig::default(),
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
         (A, B),
         link(20, 10),
         link(20, 10),
@@ -284,8 +284,8 @@ fn option_30_stripped_from_the_syn_means_plain_tcp_for_both() {
 #[test]
 fn option_30_stripped_from_the_third_ack_makes_the_server_fall_back() {
     let mut run = start(
-        EndpointConfig::default(),
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
         (A, B),
         link(20, 10),
         link(20, 10),
@@ -310,11 +310,11 @@ fn a_corrupted_payload_that_tcp_accepts_is_caught_by_the_dss_checksum_and_nothin
     // MP_FAIL; the sender echoes it, sends an infinite mapping at that DSN and resends from
     // there as plain TCP. The application sees every byte once, uncorrupted.
     for (i, corrupt_at) in [30usize, 3, 200].into_iter().enumerate() {
-        let mut cfg = EndpointConfig::default();
+        let mut cfg = EndpointConfig::seeded(0);
         cfg.mptcp.checksum = true;
         let mut run = start(
             cfg,
-            EndpointConfig::default(),
+            EndpointConfig::seeded(0),
             (A, B),
             link(20, 10),
             link(20, 10),
@@ -353,8 +353,8 @@ fn a_corrupted_payload_that_tcp_accepts_is_caught_by_the_dss_checksum_and_nothin
 #[test]
 fn abort_sends_mp_fastclose_and_the_peer_resets() {
     let mut run = start(
-        EndpointConfig::default(),
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
         (A, B),
         link(20, 10),
         link(20, 10),
@@ -420,8 +420,8 @@ fn a_client_that_sends_nothing_and_closes_reaches_a_silent_server() {
     // The server never sends (so never confirms the client's keys with a DSS): the client's
     // DATA_FIN must still go out and arrive.
     let mut run = start(
-        EndpointConfig::default(),
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
         (A, B),
         link(20, 10),
         link(20, 10),

@@ -52,11 +52,11 @@ fn setup(
     let net = Network::new(seed, paths);
     let mut cfg_a = EndpointConfig {
         seed: seed.wrapping_mul(31).wrapping_add(11),
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     };
     let mut cfg_b = EndpointConfig {
         seed: seed.wrapping_mul(31).wrapping_add(22),
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     };
     tweak(&mut cfg_a);
     tweak(&mut cfg_b);
@@ -644,11 +644,11 @@ fn an_add_addr_with_a_forged_hmac_is_ignored() {
     );
     let mut a = Endpoint::new(EndpointConfig {
         seed: 1,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     let mut b = Endpoint::new(EndpointConfig {
         seed: 2,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     a.add_address(A1);
     a.add_address(A2);

@@ -41,12 +41,12 @@ fn two_paths(
     let mut a = Endpoint::new(EndpointConfig {
         seed: 11,
         path_manager: PathManagerKind::Manual,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     let mut b = Endpoint::new(EndpointConfig {
         seed: 22,
         path_manager: PathManagerKind::Manual,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     a.add_address(A1);
     a.add_address(A2);

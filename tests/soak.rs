@@ -135,7 +135,7 @@ fn many_connections_over_failing_lossy_paths_deliver_every_byte() {
         ],
     );
     // `SOAK_STALE_RTOS`: timeouts in a row before a subflow's data is sent again elsewhere.
-    let mut cfg = EndpointConfig::default();
+    let mut cfg = EndpointConfig::seeded(0);
     cfg.mptcp.stale_after_rtos = env("SOAK_STALE_RTOS", 1) as u8;
     let mut a = Endpoint::new(EndpointConfig {
         seed: seed + 1,
@@ -251,11 +251,11 @@ fn data_written_and_closed_before_the_handshake_completes_is_still_delivered() {
         Network::new(1, vec![PathConfig::new(A1, B1, link)]),
         Endpoint::new(EndpointConfig {
             seed: 1,
-            ..EndpointConfig::default()
+            ..EndpointConfig::seeded(0)
         }),
         Endpoint::new(EndpointConfig {
             seed: 2,
-            ..EndpointConfig::default()
+            ..EndpointConfig::seeded(0)
         }),
     );
     h.node_a_mut().add_address(A1);

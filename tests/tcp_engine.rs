@@ -217,7 +217,7 @@ fn tail(log: &[String]) -> String {
 
 #[test]
 fn three_way_handshake_negotiates_mss_window_scale_sack_and_timestamps() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let (ca, cb) = establish(&mut w);
     for c in [w.a.connection(ca).unwrap(), w.b.connection(cb).unwrap()] {
         assert!(c.sack_enabled());
@@ -237,7 +237,7 @@ fn three_way_handshake_negotiates_mss_window_scale_sack_and_timestamps() {
 
 #[test]
 fn options_the_peer_does_not_offer_are_not_used() {
-    let mut cfg = EndpointConfig::default();
+    let mut cfg = EndpointConfig::seeded(0);
     cfg.tcp.sack = false;
     cfg.tcp.timestamps = false;
     cfg.tcp.window_scaling = false;
@@ -246,7 +246,7 @@ fn options_the_peer_does_not_offer_are_not_used() {
     // Only B lacks them: A offers, B does not agree.
     w.a = Endpoint::new(EndpointConfig {
         seed: 1,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     w.a.add_address(A);
     let (ca, _) = establish(&mut w);
@@ -259,7 +259,7 @@ fn options_the_peer_does_not_offer_are_not_used() {
 
 #[test]
 fn a_bulk_transfer_arrives_intact_and_in_order() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let (ca, _) = transfer(&mut w, 5_000_000, Duration::from_secs(60));
     let s = *w.a.connection(ca).unwrap().stats();
     assert_eq!(s.bytes_sent, 5_000_000);
@@ -269,7 +269,7 @@ fn a_bulk_transfer_arrives_intact_and_in_order() {
 
 #[test]
 fn a_lost_segment_is_repaired_by_fast_retransmit_not_a_timeout() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     // Drop the 20th packet A sends (a data segment in the middle of the first windows).
     w.drop = Box::new(|a_to_b, i, seg| a_to_b && i == 20 && !seg.tcp.payload.is_empty());
     let (ca, _) = transfer(&mut w, 2_000_000, Duration::from_secs(60));
@@ -282,7 +282,7 @@ fn a_lost_segment_is_repaired_by_fast_retransmit_not_a_timeout() {
 
 #[test]
 fn several_losses_in_one_window_are_repaired_with_sack_in_one_recovery() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     w.drop = Box::new(|a_to_b, i, seg| {
         a_to_b && [30, 32, 35, 40].contains(&i) && !seg.tcp.payload.is_empty()
     });
@@ -296,7 +296,7 @@ fn several_losses_in_one_window_are_repaired_with_sack_in_one_recovery() {
 
 #[test]
 fn without_sack_newreno_repairs_losses_one_partial_ack_at_a_time() {
-    let mut cfg = EndpointConfig::default();
+    let mut cfg = EndpointConfig::seeded(0);
     cfg.tcp.sack = false;
     let mut w = Wire::new(cfg);
     w.drop =
@@ -309,7 +309,7 @@ fn without_sack_newreno_repairs_losses_one_partial_ack_at_a_time() {
 
 #[test]
 fn a_lost_tail_segment_is_repaired_by_the_retransmission_timer() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let mut data_segments = 0;
     // 10 segments of data: drop the last one (no duplicate ACKs can follow it).
     w.drop = Box::new(move |a_to_b, _, seg| {
@@ -327,7 +327,7 @@ fn a_lost_tail_segment_is_repaired_by_the_retransmission_timer() {
 
 #[test]
 fn a_lost_syn_is_retransmitted_after_the_initial_rto() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     w.drop = Box::new(|a_to_b, i, _| a_to_b && i == 0);
     let start = w.now;
     establish(&mut w);
@@ -342,7 +342,7 @@ fn close_walks_both_sides_through_the_fin_states() {
             time_wait: Duration::from_secs(2),
             ..tcp::Config::default()
         },
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     });
     let (ca, cb) = transfer(&mut w, 1000, Duration::from_secs(5));
     assert_eq!(w.b.connection(cb).unwrap().state(), State::CloseWait);
@@ -371,7 +371,7 @@ fn close_walks_both_sides_through_the_fin_states() {
 
 #[test]
 fn a_syn_to_a_closed_port_is_refused_with_rst() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let ca =
         w.a.connect(SocketAddr::new(A, 0), SocketAddr::new(B, 9))
             .unwrap();
@@ -388,7 +388,7 @@ fn a_syn_to_a_closed_port_is_refused_with_rst() {
 
 #[test]
 fn abort_resets_the_peer() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let (ca, cb) = establish(&mut w);
     w.a.abort(ca).unwrap();
     let ok = w.run_until(Duration::from_secs(1), |w| {
@@ -403,7 +403,7 @@ fn abort_resets_the_peer() {
 
 #[test]
 fn a_receiver_that_does_not_read_closes_the_window_and_probes_reopen_it() {
-    let mut cfg = EndpointConfig::default();
+    let mut cfg = EndpointConfig::seeded(0);
     cfg.tcp.rx_buffer = 64 * 1024;
     let mut w = Wire::new(cfg);
     let (ca, cb) = establish(&mut w);
@@ -436,7 +436,7 @@ fn a_receiver_that_does_not_read_closes_the_window_and_probes_reopen_it() {
 
 #[test]
 fn an_off_path_rst_with_a_wrong_sequence_number_only_draws_a_challenge_ack() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let (ca, cb) = establish(&mut w);
     let c = w.b.connection(cb).unwrap();
     let rcv_nxt = c.rcv_nxt();
@@ -478,7 +478,7 @@ fn an_off_path_rst_with_a_wrong_sequence_number_only_draws_a_challenge_ack() {
 
 #[test]
 fn garbage_and_foreign_packets_are_counted_and_ignored() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let (_, cb) = establish(&mut w);
     let before = *w.b.stats();
     w.b.handle_packet(w.now, &[]);
@@ -491,7 +491,7 @@ fn garbage_and_foreign_packets_are_counted_and_ignored() {
 
 #[test]
 fn a_single_segment_is_acknowledged_after_the_delayed_ack_timeout_and_two_at_once() {
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let (ca, _) = establish(&mut w);
     let before = w.log.len();
     w.a.send(ca, &pattern(0, 100)).unwrap();
@@ -518,7 +518,7 @@ fn a_single_segment_is_acknowledged_after_the_delayed_ack_timeout_and_two_at_onc
 
 #[test]
 fn keepalive_probes_an_idle_peer_and_times_out_a_dead_one() {
-    let mut cfg = EndpointConfig::default();
+    let mut cfg = EndpointConfig::seeded(0);
     cfg.tcp.keepalive = Some(Duration::from_secs(10));
     let mut w = Wire::new(cfg);
     let (ca, _) = establish(&mut w);
@@ -544,7 +544,7 @@ fn keepalive_probes_an_idle_peer_and_times_out_a_dead_one() {
 fn a_lost_retransmission_backs_off_the_timer_but_does_not_cut_ssthresh_again() {
     // RFC 5681 section 3.1: ssthresh is set from the flight at the first timeout and held while
     // the retransmission of the same segment is lost again.
-    let mut w = Wire::new(EndpointConfig::default());
+    let mut w = Wire::new(EndpointConfig::seeded(0));
     let mut data_segments = 0;
     // 40 segments; the last ten are lost (no duplicate ACK can follow them), and so is the
     // first retransmission: two timeouts in a row.

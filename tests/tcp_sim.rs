@@ -184,7 +184,7 @@ fn a_clean_path_is_filled_close_to_its_rate() {
     let seed = seed_from_env(1);
     let total = 20_000_000;
     let r = transfer(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         link(100, 10),
         link(100, 10),
         total,
@@ -209,7 +209,7 @@ fn random_loss_from_one_to_ten_percent_loses_no_byte() {
         let fwd = link(50, 10).with_loss(loss);
         let rev = link(50, 10).with_loss(loss);
         let r = transfer(
-            EndpointConfig::default(),
+            EndpointConfig::seeded(0),
             fwd,
             rev,
             total,
@@ -230,7 +230,7 @@ fn bursty_loss_is_repaired() {
         loss_in_bad: 0.8,
     };
     let r = transfer(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         link(50, 15).with_burst(burst),
         link(50, 15),
         3_000_000,
@@ -251,7 +251,7 @@ fn reordering_and_duplication_deliver_each_byte_once_in_order() {
         .with_reorder(0.05, Duration::from_millis(3))
         .with_duplicate(0.05);
     let r = transfer(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         fwd,
         rev,
         5_000_000,
@@ -271,7 +271,7 @@ fn both_directions_at_once_over_a_lossy_path() {
     let fwd = link(30, 20).with_loss(0.02);
     let rev = link(30, 20).with_loss(0.02);
     transfer(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         fwd,
         rev,
         2_000_000,
@@ -288,7 +288,7 @@ fn a_thin_ack_path_still_carries_a_fast_forward_path() {
     // per two 1448-byte segments needs 1.8 % of the forward rate: 1 Mbit/s would cap the
     // transfer near 50 Mbit/s.)
     let r = transfer(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         link(100, 5),
         link(5, 25),
         10_000_000,
@@ -305,7 +305,7 @@ fn tiny_windows_and_a_small_mtu_work() {
     let seed = seed_from_env(19);
     let mut cfg = EndpointConfig {
         mtu: 576,
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     };
     cfg.tcp.rx_buffer = 4096;
     cfg.tcp.tx_buffer = 8192;
@@ -328,7 +328,7 @@ fn ipv6_transfer_under_loss() {
     let a6 = IpAddr::V6("2001:db8:101::1".parse::<Ipv6Addr>().unwrap());
     let b6 = IpAddr::V6("2001:db8:1::2".parse::<Ipv6Addr>().unwrap());
     transfer_between(
-        EndpointConfig::default(),
+        EndpointConfig::seeded(0),
         (a6, b6),
         link(50, 10).with_loss(0.02),
         link(50, 10),
@@ -342,7 +342,7 @@ fn ipv6_transfer_under_loss() {
 #[test]
 fn without_sack_timestamps_or_window_scaling_loss_is_still_repaired() {
     let seed = seed_from_env(29);
-    let mut cfg = EndpointConfig::default();
+    let mut cfg = EndpointConfig::seeded(0);
     cfg.tcp.sack = false;
     cfg.tcp.timestamps = false;
     cfg.tcp.window_scaling = false;
@@ -366,7 +366,7 @@ fn a_path_that_dies_times_the_connection_out() {
             data_retries: 3,
             ..Default::default()
         },
-        ..EndpointConfig::default()
+        ..EndpointConfig::seeded(0)
     };
     let mut net = Network::new(seed, vec![PathConfig::new(A, B, link(10, 10))]);
     net.schedule_down(0, Instant::from_millis(500));

@@ -286,8 +286,8 @@ struct Sim {
 
 impl Sim {
     fn new(cfg_byte: u8, seed: u8, tcp_byte: u8) -> Sim {
-        let mut ca = EndpointConfig::default();
-        let mut cb = EndpointConfig::default();
+        let mut ca = EndpointConfig::seeded(0);
+        let mut cb = EndpointConfig::seeded(0);
         ca.seed = 0xa000 + u64::from(seed);
         cb.seed = 0xb000 + u64::from(seed);
         ca.mptcp.enabled = cfg_byte & 0x01 == 0;

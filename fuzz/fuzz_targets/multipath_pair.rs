@@ -227,8 +227,8 @@ impl Sim {
     /// Byte 2: bits 0-1 A's scheduler, bits 2-3 B's, bit 4 at most 2 subflows, bit 5 B2 is a
     /// backup, bit 6 no SACK, bit 7 no timestamps.
     fn new(cfg: u8, seed: u8, more: u8) -> Sim {
-        let mut ca = EndpointConfig::default();
-        let mut cb = EndpointConfig::default();
+        let mut ca = EndpointConfig::seeded(0);
+        let mut cb = EndpointConfig::seeded(0);
         ca.seed = 0xa100 + u64::from(seed);
         cb.seed = 0xb100 + u64::from(seed);
         ca.mptcp.checksum = cfg & 0x01 != 0;

@@ -106,10 +106,8 @@ pub struct StackConfig {
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
-            endpoint: EndpointConfig {
-                seed: random_seed(),
-                ..EndpointConfig::default()
-            },
+            // Seeded from the operating system (EndpointConfig::default).
+            endpoint: EndpointConfig::default(),
             addresses: Vec::new(),
             pcap: None,
             thread_name: "mptcp-stack".to_owned(),
@@ -153,16 +151,6 @@ impl StackConfig {
         self.pcap = Some(path.into());
         self
     }
-}
-
-/// A seed from the standard library's per-process random hash keys and the time.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    h.finish()
 }
 
 /// A running MPTCP stack: an endpoint and a device on a thread of its own (see the module

@@ -484,7 +484,6 @@ fn main() -> ExitCode {
     cfg.mptcp.checksum = common.checksum;
     cfg.mptcp.scheduler = common.scheduler.kind();
     cfg.tcp.cc = common.cc.algorithm();
-    cfg.seed = seed_from_os();
     let mut endpoint = Endpoint::new(cfg);
     // The full-mesh path manager does the rest: the client opens a subflow from every --addr
     // to every server address (the one it connected to and those the server announces); the
@@ -1111,19 +1110,4 @@ fn first_mismatch(buf: &[u8], offset: u64) -> Option<u64> {
         v = if v == 250 { 0 } else { v + 1 };
     }
     None
-}
-
-/// A seed for ISNs and keys from the OS (RFC 9293 section 3.4.1 wants unpredictable ISNs).
-fn seed_from_os() -> u64 {
-    let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return t.as_nanos() as u64 ^ u64::from(std::process::id());
-    }
-    u64::from_le_bytes(bytes)
 }

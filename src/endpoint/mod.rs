@@ -40,7 +40,10 @@ pub struct EndpointConfig {
     pub mptcp: MptcpConfig,
     /// The link MTU: IP packets are at most this long.
     pub mtu: usize,
-    /// Seed of the random generator (ISNs, timestamps offsets, ephemeral ports).
+    /// Seed of the random generator (keys, ISNs, nonces, timestamp offsets, ephemeral ports).
+    /// [`EndpointConfig::default`] draws it from the operating system, so keys and sequence
+    /// numbers cannot be guessed (RFC 8684 section 5); simulations and tests that must replay
+    /// use [`EndpointConfig::seeded`].
     pub seed: u64,
     /// The most connections at once (a SYN beyond it is answered with RST).
     pub max_connections: usize,
@@ -58,12 +61,30 @@ pub struct EndpointConfig {
 }
 
 impl Default for EndpointConfig {
+    /// Default settings with a seed from the operating system's random source.
     fn default() -> Self {
+        Self::seeded(os_seed())
+    }
+}
+
+/// 64 bits from the operating system's random source (the only place the endpoint's
+/// configuration reads the OS; the endpoint itself never does).
+pub fn os_seed() -> u64 {
+    use rand::TryRng;
+    rand::rngs::SysRng
+        .try_next_u64()
+        .expect("the operating system's random source failed")
+}
+
+impl EndpointConfig {
+    /// Default settings with a fixed seed: deterministic, for simulations, tests and replays.
+    /// Never on a real network (keys and sequence numbers would be guessable).
+    pub fn seeded(seed: u64) -> Self {
         EndpointConfig {
             tcp: tcp::Config::default(),
             mptcp: MptcpConfig::default(),
             mtu: 1500,
-            seed: 0,
+            seed,
             max_connections: 65_536,
             max_pending_rsts: 64,
             max_subflows: 8,
@@ -1111,5 +1132,29 @@ impl Slot {
             return Some(Instant::from_millis(0));
         }
         self.pm.poll_timeout()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_seeds_come_from_the_os_and_seeded_ones_replay() {
+        // RFC 8684 section 5: keys must not be guessable. Two default configurations draw
+        // different seeds (a collision of 64 random bits would be a broken random source).
+        assert_ne!(
+            EndpointConfig::default().seed,
+            EndpointConfig::default().seed
+        );
+        let key = |cfg: EndpointConfig| Endpoint::new(cfg).new_key();
+        assert_eq!(
+            key(EndpointConfig::seeded(9)),
+            key(EndpointConfig::seeded(9))
+        );
+        assert_ne!(
+            key(EndpointConfig::seeded(9)),
+            key(EndpointConfig::seeded(10))
+        );
     }
 }
