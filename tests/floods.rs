@@ -1,7 +1,8 @@
 //! Floods over the simulator: a SYN flood from spoofed addresses against a listener while a
 //! real client connects, and an RST flood with guessed sequence numbers against an established
-//! connection. The listener's memory stays bounded (`max_half_open`), the real client gets
-//! through, the connection survives, and every byte arrives intact.
+//! connection, and an MP_FASTCLOSE with a wrong key. The listener's memory stays bounded
+//! (`max_half_open`), the real client gets through, the connection survives, and every byte
+//! arrives intact.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -229,4 +230,68 @@ fn an_rst_flood_with_guessed_sequence_numbers_does_not_reset_the_connection() {
         "{} challenge ACKs",
         s.challenge_acks
     );
+}
+
+#[test]
+fn an_mp_fastclose_with_a_wrong_key_is_ignored_even_in_sequence() {
+    // Even an attacker who sees the sequence numbers (on the path) cannot close the
+    // connection without the receiver's key (RFC 8684 section 3.5).
+    let seed = seed_from_env(3);
+    let mut h = pair(seed, 256);
+    let ca = h
+        .node_a_mut()
+        .connect(SocketAddr::new(A, 0), SocketAddr::new(B, PORT))
+        .unwrap();
+    let mut cb = None;
+    let _ = h.run_until(
+        |_, b, _| {
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(x) = ev {
+                    cb = Some(x);
+                }
+            }
+            cb.is_some()
+        },
+        Instant::from_secs(5),
+    );
+    let cb = cb.expect("accepted");
+    transfer(&mut h, ca, cb, 200_000, |_, _| {});
+    let a = h.node_a().connection(ca).unwrap();
+    let (src, seq, ack) = (a.local(), a.snd_nxt(), a.rcv_nxt());
+    let real_key = h.node_b().mptcp(cb).unwrap().local_key().key;
+    let mut options = mptcp_stack::wire::MptcpOptions::default();
+    options
+        .push(mptcp_stack::wire::MptcpRepr::FastClose {
+            receiver_key: real_key ^ 0x8000_0000_0000_0000,
+        })
+        .unwrap();
+    let forged = IpSegment {
+        src: src.ip(),
+        dst: B,
+        hop_limit: 64,
+        tcp: TcpSegment {
+            src_port: src.port(),
+            dst_port: PORT,
+            seq,
+            ack,
+            flags: TcpFlags(TcpFlags::ACK),
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions {
+                mptcp: options,
+                ..TcpOptions::default()
+            },
+            payload: &[],
+        },
+    };
+    let mut buf = [0u8; 128];
+    let n = forged.emit(&mut buf).unwrap();
+    let now = h.now();
+    h.node_b_mut().handle_packet(now, &buf[..n]);
+    let b = h.node_b().mptcp(cb).unwrap();
+    assert_eq!(b.counters().mp_fastclose_bad_key, 1);
+    assert_eq!(b.counters().mp_fastclose_rx, 0);
+    assert!(b.error().is_none());
+    // The connection goes on.
+    transfer(&mut h, ca, cb, 200_000, |_, _| {});
 }
