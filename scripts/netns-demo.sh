@@ -58,6 +58,8 @@ command -v ip >/dev/null 2>&1 || skip "no 'ip' command (install iproute2)"
 command -v python3 >/dev/null 2>&1 || skip "no python3 (the kernel-side peer is a Python script)"
 command -v tc >/dev/null 2>&1 || skip "no 'tc' command (install iproute2)"
 [ -r /proc/sys/net/mptcp/enabled ] || skip "the kernel has no MPTCP (no net.mptcp.enabled)"
+# A probe namespace left by a killed run must not make this look impossible.
+ip netns del "${PREFIX}-probe" >/dev/null 2>&1 || true
 if ! ip netns add "${PREFIX}-probe" >/dev/null 2>&1; then
     skip "cannot create network namespaces here"
 fi
@@ -180,6 +182,7 @@ summary "ours (client)" "$WORK/ours1.json"
 echo "    kernel server: $(grep -h '^kpeer' "$WORK/kpeer1.log" | tail -1)"
 echo "    kernel counters: MPJoinSynRx +$(($(kcount MPJoinSynRx) - join_syn0)), MPJoinAckRx +$(($(kcount MPJoinAckRx) - join_ack0))"
 used=$(subflows_used "$WORK/ours1.json")
+[[ $used =~ ^[0-9]+$ ]] || used=0   # unreadable JSON counts as no subflow
 if [ "$status" -ne 0 ] || [ "$kstatus" -ne 0 ] || [ "$used" -lt 2 ] ||
     [ $(($(kcount MPJoinAckRx) - join_ack0)) -lt 1 ]; then
     echo "    FAILED: mptcp-tun exit $status, kpeer exit $kstatus, $used subflow(s) carried data"
@@ -214,6 +217,7 @@ summary "ours (server)" "$WORK/ours2.json"
 echo "    kernel client: $(grep -h '^kpeer' "$WORK/kpeer2.log" | tail -1)"
 echo "    kernel counters: AddAddr +$(($(kcount AddAddr) - addaddr0)), MPJoinSynAckRx +$(($(kcount MPJoinSynAckRx) - synack0))"
 used=$(subflows_used "$WORK/ours2.json")
+[[ $used =~ ^[0-9]+$ ]] || used=0   # unreadable JSON counts as no subflow
 if [ "$status" -ne 0 ] || [ "$kstatus" -ne 0 ] || [ "$used" -lt 2 ]; then
     echo "    FAILED: mptcp-tun exit $status, kpeer exit $kstatus, $used subflow(s) carried data"
     sed 's/^/    | /' "$WORK/ours2.err" "$WORK/kpeer2.log" >&2

@@ -336,3 +336,70 @@ fn dropping_a_stream_closes_it_and_dropping_the_stack_wakes_readers() {
     let err = (&s2).read(&mut [0u8; 8]).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
 }
+
+/// A device that works until `armed` is set, then panics in `recv` (a stand-in for any bug on
+/// the stack thread).
+struct PanicsWhenArmed {
+    inner: MemoryDevice,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl mptcp_stack::driver::PacketDevice for PanicsWhenArmed {
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+    fn send(&mut self, now: mptcp_stack::node::Instant, packet: &[u8]) -> io::Result<()> {
+        self.inner.send(now, packet)
+    }
+    fn recv(
+        &mut self,
+        now: mptcp_stack::node::Instant,
+        buf: &mut [u8],
+    ) -> io::Result<Option<usize>> {
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("deliberate panic on the stack thread (test)");
+        }
+        self.inner.recv(now, buf)
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout = timeout.map_or(Duration::from_millis(5), |t| {
+            t.min(Duration::from_millis(5))
+        });
+        self.inner.wait(Some(timeout))
+    }
+    fn waker(&self) -> mptcp_stack::driver::Waker {
+        self.inner.waker()
+    }
+}
+
+#[test]
+fn a_panic_on_the_stack_thread_wakes_blocked_readers_and_accept_with_an_error() {
+    let (dev_a, dev_b) = MemoryDevice::pair(1500, 512);
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a = Stack::new(dev_a, StackConfig::new().address(A1).seed(1)).unwrap();
+    let b = Stack::new(
+        PanicsWhenArmed {
+            inner: dev_b,
+            armed: armed.clone(),
+        },
+        StackConfig::new().address(B1).seed(2),
+    )
+    .unwrap();
+    let listener = MptcpListener::bind(&b, 7000).unwrap();
+    let _client = MptcpStream::connect(&a, SocketAddr::new(B1, 7000)).unwrap();
+    let (mut server_side, _) = listener.accept().unwrap();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        server_side.read(&mut buf)
+    });
+    let acceptor = thread::spawn(move || listener.accept().map(|_| ()));
+    thread::sleep(Duration::from_millis(100));
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Nothing is sent, so no packet arrives: the stack thread still panics at its next
+    // receive attempt (after the 5 ms wait), and both waiters must return.
+    let read = reader.join().expect("the reader thread");
+    assert!(read.is_err(), "read returned {read:?}");
+    assert!(acceptor.join().expect("the acceptor thread").is_err());
+    // Dropping the stack reports nothing to unwind into the application.
+    drop(b);
+}

@@ -246,17 +246,19 @@ fn many_connections_over_failing_lossy_paths_deliver_every_byte() {
 
 #[test]
 fn data_written_and_closed_before_the_handshake_completes_is_still_delivered() {
+    for mptcp in [true, false] {
+        written_and_closed_before_the_handshake(mptcp);
+    }
+}
+
+fn written_and_closed_before_the_handshake(mptcp: bool) {
     let link = LinkConfig::ideal(Duration::from_millis(10));
+    let mut cfg = EndpointConfig::seeded(1);
+    cfg.mptcp.enabled = mptcp;
     let mut h = Harness::new(
         Network::new(1, vec![PathConfig::new(A1, B1, link)]),
-        Endpoint::new(EndpointConfig {
-            seed: 1,
-            ..EndpointConfig::seeded(0)
-        }),
-        Endpoint::new(EndpointConfig {
-            seed: 2,
-            ..EndpointConfig::seeded(0)
-        }),
+        Endpoint::new(cfg.clone()),
+        Endpoint::new(EndpointConfig { seed: 2, ..cfg }),
     );
     h.node_a_mut().add_address(A1);
     h.node_b_mut().add_address(B1);

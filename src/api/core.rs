@@ -70,9 +70,22 @@ pub(crate) struct Core {
     scratch: Vec<u8>,
 }
 
+/// The longest `orphan_timeout` honoured (100 years): longer means "never", without overflow.
+const MAX_ORPHAN_MICROS: i64 = 100 * 365 * 24 * 3600 * 1_000_000;
+
+impl Drop for Core {
+    /// Also on a panic of the stack thread: no application thread may keep waiting.
+    fn drop(&mut self) {
+        self.stop_signals();
+    }
+}
+
 impl Core {
     pub(crate) fn new(ep: Endpoint, orphan_timeout: std::time::Duration) -> Self {
-        let micros = i64::try_from(orphan_timeout.as_micros()).unwrap_or(i64::MAX);
+        // At most 100 years: the deadline is `now + orphan_timeout` in i64 microseconds.
+        let micros = i64::try_from(orphan_timeout.as_micros())
+            .unwrap_or(i64::MAX)
+            .min(MAX_ORPHAN_MICROS);
         Core {
             ep,
             conns: HashMap::new(),
@@ -201,6 +214,10 @@ impl Core {
 
     /// The loop has ended: wake everyone for good.
     pub(crate) fn stopped(&mut self) {
+        self.stop_signals();
+    }
+
+    fn stop_signals(&self) {
         for c in self.conns.values() {
             c.signal.stop();
         }

@@ -280,7 +280,9 @@ impl Stack {
         self.handle.stop();
         match thread.join() {
             Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
+            // A panic of the stack thread is a bug of the stack: report it as an error rather
+            // than unwind into the application (its waiters were woken by `Core`'s drop).
+            Err(_) => Err(io::Error::other("the MPTCP stack thread panicked")),
         }
     }
 

@@ -80,7 +80,8 @@ impl ConnectOptions {
     /// Open a connection to `remote` and wait until it is established.
     pub fn connect(&self, stack: &Stack, remote: SocketAddr) -> io::Result<MptcpStream> {
         let stream = self.start(stack, remote)?;
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+        // A timeout too large for the clock means no deadline.
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             match stream.poll_open()? {
                 Step::Ready(()) => return Ok(stream),
@@ -214,6 +215,8 @@ impl MptcpStream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             self.read_shutdown.store(true, Ordering::Release);
+            // A reader blocked on another thread returns now (0 bytes), as with std's sockets.
+            self.signal.notify();
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             let h = self.conn;
@@ -403,7 +406,7 @@ impl MptcpStream {
         mut attempt: impl FnMut() -> io::Result<Step<T>>,
     ) -> io::Result<T> {
         let timeout = *timeout.lock().unwrap_or_else(PoisonError::into_inner);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             match attempt()? {
                 Step::Ready(t) => return Ok(t),

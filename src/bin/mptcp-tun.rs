@@ -365,6 +365,13 @@ fn check_usage(cli: &Cli) -> Result<(), String> {
                      path is one of the stack's addresses)"
                 ));
             }
+            if b.is_ipv4() != c.connect.is_ipv4() {
+                return Err(format!(
+                    "--backup {b} is not of the family of --connect {}: no subflow from it could \
+                     reach the server",
+                    c.connect
+                ));
+            }
             if b == first && c.backup_after.is_none() {
                 return Err(format!(
                     "--backup {b} is the initial subflow's address (the first --addr of the \

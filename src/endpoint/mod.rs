@@ -305,6 +305,14 @@ impl Endpoint {
                     slot.conn.withdraw(id);
                     slot.pm_dirty = true;
                 }
+                // A plain-TCP (or fallen-back) connection from it has no other path: it is
+                // reset, rather than left waiting for answers that can no longer arrive.
+                if slot.conn.mode() != crate::mptcp::Mode::Mptcp
+                    && slot.conn.primary().local().ip() == addr
+                    && !slot.conn.is_closed()
+                {
+                    slot.conn.abort();
+                }
             }
         }
         self.addrs.remove(pos);
@@ -776,12 +784,15 @@ impl Endpoint {
     /// Close our direction (FIN after the queued data).
     pub fn close(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
         self.slot_mut(h)?.conn.close();
+        // A connection closed before its handshake may be gone already: say so now.
+        self.update_events(h.0);
         Ok(())
     }
 
     /// Reset the connection.
     pub fn abort(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
         self.slot_mut(h)?.conn.abort();
+        self.update_events(h.0);
         Ok(())
     }
 

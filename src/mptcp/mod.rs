@@ -252,6 +252,9 @@ struct SubflowState {
     stale: bool,
     /// Retransmission timeouts in a row without an acknowledgement.
     rto_streak: u8,
+    /// The streak at which the subflow counts as failed and backups take over: one timeout
+    /// more than makes it stale.
+    fail_streak: u8,
     /// The subflow's RTO count and acknowledged bytes when last looked at.
     rto_seen: u64,
     acked_seen: u64,
@@ -287,6 +290,7 @@ impl SubflowState {
             prio_tx: None,
             stale: false,
             rto_streak: 0,
+            fail_streak: 2,
             rto_seen: 0,
             acked_seen: 0,
             last_penalty: None,
@@ -1073,7 +1077,7 @@ fn sched_info(sub: &Subflow) -> SubflowInfo {
     SubflowInfo {
         usable: usable(sub),
         stale: sub.st.stale,
-        failed: sub.st.stale && sub.st.rto_streak >= 2,
+        failed: sub.st.stale && sub.st.rto_streak >= sub.st.fail_streak,
         backup: is_backup(sub),
         srtt: tcp.srtt(),
         cwnd: tcp.cwnd(),
@@ -1189,7 +1193,7 @@ pub struct MptcpConnection {
 impl MptcpConnection {
     fn new(role: Role, mode: Mode, cfg: &MptcpConfig, key: u64, tcp: Connection) -> Self {
         let iss = tcp.iss();
-        MptcpConnection {
+        let mut c = MptcpConnection {
             sh: Shared {
                 role,
                 mode,
@@ -1237,7 +1241,9 @@ impl MptcpConnection {
             fin_una: None,
             scheduler: cfg.scheduler.build(),
             opportunistic_upto: None,
-        }
+        };
+        c.subflows[0].st.fail_streak = c.stale_after_rtos.saturating_add(1);
+        c
     }
 
     /// Active open. With MPTCP off the connection is plain TCP from the start.
@@ -1365,7 +1371,8 @@ impl MptcpConnection {
     /// Add a joining subflow, in the slot of a retired one when there is one (so the subflow
     /// count stays bounded as paths fail and come back). Returns its index.
     fn push_subflow(&mut self, tcp: Connection, join: JoinState) -> Option<usize> {
-        let st = SubflowState::new(tcp.iss(), Some(join));
+        let mut st = SubflowState::new(tcp.iss(), Some(join));
+        st.fail_streak = self.stale_after_rtos.saturating_add(1);
         let sub = Subflow { tcp, st };
         match self.reusable_slot() {
             Some(i) => {

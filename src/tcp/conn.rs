@@ -712,8 +712,12 @@ impl Connection {
     /// Close our direction: a FIN follows the queued data.
     pub fn close(&mut self) {
         match self.state {
-            State::SynSent => self.enter_closed(None),
-            State::SynReceived | State::Established | State::CloseWait => self.fin_queued = true,
+            // RFC 9293 section 3.10.4: CLOSE in SYN-SENT deletes the connection, or, with
+            // sends queued, the FIN is queued behind them (the implementation's choice there).
+            State::SynSent if self.tx.is_empty() => self.enter_closed(None),
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
+                self.fin_queued = true
+            }
             _ => {}
         }
     }
