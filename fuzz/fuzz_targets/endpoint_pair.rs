@@ -413,12 +413,15 @@ impl Sim {
             Side::A => self.a.handle_packet(self.now, data),
             Side::B => {
                 self.b.handle_packet(self.now, data);
+                // Data went through the data level in MPTCP (B's DATA_ACK moved past the
+                // peer's IDSN + 1): a fallback for unmapped data after this is mid-stream. (Data
+                // that only waits out of order in the subflow has not been mapped yet.)
                 if !self.b_mptcp_data_seen
                     && IpSegment::parse(data).is_ok_and(|s| !s.tcp.payload.is_empty())
-                    && self
-                        .hb
-                        .and_then(|h| self.b.mptcp(h))
-                        .is_some_and(|m| m.mode() == Mode::Mptcp)
+                    && self.hb.and_then(|h| self.b.mptcp(h)).is_some_and(|m| {
+                        m.mode() == Mode::Mptcp
+                            && m.remote_key().is_some_and(|k| m.data_ack() != k.idsn + 1)
+                    })
                 {
                     self.b_mptcp_data_seen = true;
                 }
