@@ -318,6 +318,10 @@ impl Endpoint {
         self.addrs.remove(pos);
         self.local_addrs.remove(pos);
         self.mark_all_pm_dirty();
+        // Connections reset here with nothing to send would otherwise never say so.
+        for idx in 0..self.slots.len() {
+            self.update_events(idx);
+        }
     }
 
     /// Mark subflows from `addr` as backups, or not, in every connection (MP_PRIO to the

@@ -428,6 +428,9 @@ struct Shared {
     now: Instant,
     /// The server set C on its SYN/ACK: no join to its initial address and port.
     no_join_initial: bool,
+    /// Subflow bytes after an infinite mapping that the application already has: discarded
+    /// before plain-TCP reading starts.
+    fallback_skip: u64,
 }
 
 impl Shared {
@@ -1228,6 +1231,7 @@ impl MptcpConnection {
                 reinject: VecDeque::new(),
                 now: Instant::from_millis(0),
                 no_join_initial: false,
+                fallback_skip: 0,
             },
             subflows: vec![Subflow {
                 tcp,
@@ -1630,7 +1634,8 @@ impl MptcpConnection {
     /// Bytes ready to read.
     pub fn recv_available(&self) -> usize {
         let direct = if self.sh.mode == Mode::Fallback {
-            self.subflows[0].tcp.recv_available()
+            let skip = usize::try_from(self.sh.fallback_skip).unwrap_or(usize::MAX);
+            self.subflows[0].tcp.recv_available().saturating_sub(skip)
         } else {
             0
         };
@@ -1639,8 +1644,14 @@ impl MptcpConnection {
 
     /// Read in-order data.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        if self.sh.mode == Mode::Fallback && self.sh.fallback_skip > 0 {
+            let sub = &mut self.subflows[0].tcp;
+            let k = (sub.recv_available() as u64).min(self.sh.fallback_skip);
+            sub.recv_consume(k as usize);
+            self.sh.fallback_skip -= k;
+        }
         let mut n = self.sh.rx.read(buf);
-        if self.sh.mode == Mode::Fallback {
+        if self.sh.mode == Mode::Fallback && self.sh.fallback_skip == 0 {
             // Plain TCP reads straight from the subflow (after anything reassembled before the
             // fallback), so its window is the application's.
             n += self.subflows[0].tcp.recv(&mut buf[n..]);
@@ -2374,7 +2385,18 @@ impl MptcpConnection {
                     let before = inf.ssn.distance_from(seq);
                     let next_is_infinite = sub.st.rx_maps.front().is_some_and(|m| m.infinite);
                     if before <= 0 && (sh.awaiting_infinite.is_some() || next_is_infinite) {
-                        // The stream goes on as plain TCP from here.
+                        // The stream goes on as plain TCP from here, at the infinite mapping's
+                        // DSN (section 3.7). Bytes we delivered already (an MP_FAIL we never
+                        // sent, forged or corrupted, made the peer resend from an earlier DSN)
+                        // are skipped; a resume point past what we have would leave a hole in
+                        // the stream: reset rather than deliver it.
+                        let behind = sh.rx.next().distance_from(inf.dsn);
+                        if behind < 0 {
+                            sh.counters.unmapped_data += 1;
+                            sh.reset = true;
+                            break;
+                        }
+                        sh.fallback_skip = behind as u64;
                         sh.awaiting_infinite = None;
                         sh.fall_back("infinite mapping received");
                         break;
