@@ -86,6 +86,10 @@ impl Default for MptcpConfig {
     }
 }
 
+/// Option bytes of the infinite mapping (a DSS with a 4-byte DSN, no DATA_ACK, and a
+/// checksum field), reserved on data segments while plain TCP resumes after an MP_FAIL.
+pub const INFINITE_DSS_SPACE: usize = 16;
+
 /// Option bytes a data segment needs beyond timestamps: a DSS with an 8-byte DATA_ACK, an
 /// 8-byte DSN mapping and a checksum (28), which also covers MP_CAPABLE with data (24).
 pub const DSS_SPACE: usize = 28;
@@ -471,10 +475,11 @@ struct SubflowHooks<'a> {
 
 impl Hooks for SubflowHooks<'_> {
     fn reserved_option_space(&self) -> usize {
-        if self.sh.mode == Mode::Fallback {
-            0
-        } else {
-            DSS_SPACE
+        match self.sh.mode {
+            // The segment where plain TCP resumes must carry the infinite mapping, data or not.
+            Mode::Fallback if self.sh.infinite_tx.is_some() => INFINITE_DSS_SPACE,
+            Mode::Fallback => 0,
+            _ => DSS_SPACE,
         }
     }
 
@@ -514,26 +519,34 @@ impl Hooks for SubflowHooks<'_> {
         let flags = CapableFlags::v1(sh.checksum, false);
         match sh.mode {
             Mode::Fallback => {
-                // Section 3.7: the infinite mapping goes on the segment that starts where the
-                // plain-TCP stream resumes (a pure ACK there too), with the MP_FAIL echo.
+                // Section 3.7: the infinite mapping goes on every copy of the segment that starts
+                // where the plain-TCP stream resumes (data or pure ACK), so the receiver never
+                // sees data there without it; the MP_FAIL echo rides along where it fits. The
+                // DSS is as small as it gets (4-byte DSN, no DATA_ACK): the room is reserved.
                 if let Some((at, dsn)) = sh.infinite_tx
                     && info.seq == at
                 {
-                    if let Some(d) = sh.mp_fail_tx.take() {
-                        let _ = options.mptcp.push(MptcpRepr::Fail { dsn: d });
-                    }
                     let checksum = sh.checksum.then_some(0);
-                    let dss = DssRepr {
-                        data_ack: Some(DsnField::Long(sh.rx.next().0)),
+                    let dss = MptcpRepr::Dss(DssRepr {
+                        data_ack: None,
                         mapping: Some(DssMapping {
-                            dsn: DsnField::Long(dsn.0),
+                            dsn: DsnField::Short(dsn.0 as u32),
                             ssn: Ssn(0),
                             data_len: 0,
                             checksum,
                         }),
                         data_fin: false,
-                    };
-                    let _ = options.mptcp.push(MptcpRepr::Dss(dss));
+                    });
+                    let need = |r: &MptcpRepr| crate::wire::tcp::padded(r.buffer_len());
+                    if options.room() >= need(&dss) {
+                        let _ = options.mptcp.push(dss);
+                    }
+                    if let Some(d) = sh.mp_fail_tx {
+                        let fail = MptcpRepr::Fail { dsn: d };
+                        if options.room() >= need(&fail) && options.mptcp.push(fail).is_ok() {
+                            sh.mp_fail_tx = None;
+                        }
+                    }
                 }
                 return;
             }
@@ -2384,6 +2397,15 @@ impl MptcpConnection {
                 if let Some(inf) = sub.st.rx_maps.iter().find(|m| m.infinite).copied() {
                     let before = inf.ssn.distance_from(seq);
                     let next_is_infinite = sub.st.rx_maps.front().is_some_and(|m| m.infinite);
+                    if before < 0 && sh.awaiting_infinite.is_some() {
+                        // The infinite mapping starts at bytes we already discarded as the
+                        // failed data's tail (a middlebox stripped it from the first segment
+                        // there): they were acknowledged and cannot come again. Reset rather
+                        // than deliver a stream with a hole.
+                        sh.counters.unmapped_data += 1;
+                        sh.reset = true;
+                        break;
+                    }
                     if before <= 0 && (sh.awaiting_infinite.is_some() || next_is_infinite) {
                         // The stream goes on as plain TCP from here, at the infinite mapping's
                         // DSN (section 3.7). Bytes we delivered already (an MP_FAIL we never
