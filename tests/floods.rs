@@ -6,6 +6,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::node::{Duration, Instant, Node};
 use mptcp_stack::seq::TcpSeq;
@@ -15,18 +18,6 @@ use mptcp_stack::wire::{IpSegment, TcpFlags, TcpOptions, TcpSegment};
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 101, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
 const PORT: u16 = 5201;
-
-/// A small deterministic generator for the attacker (xorshift64*).
-struct Attacker(u64);
-
-impl Attacker {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 fn segment(src: SocketAddr, dst: SocketAddr, seq: u32, flags: u8) -> Vec<u8> {
     let ip = IpSegment {
@@ -119,11 +110,12 @@ fn a_syn_flood_fills_only_the_half_open_table_and_a_real_client_gets_through() {
     // cookies the defence holds while flood rate x RTT stays below the table size.)
     let max_half_open = 1024;
     let mut h = pair(seed, max_half_open);
-    let mut atk = Attacker(seed | 1);
-    let flood = |b: &mut Endpoint, now: Instant, atk: &mut Attacker| {
+    // The attacker's own deterministic choices.
+    let mut atk = StdRng::seed_from_u64(seed | 1);
+    let flood = |b: &mut Endpoint, now: Instant, atk: &mut StdRng| {
         // 20 spoofed SYNs per round, from 10.x.y.z, random ports.
         for _ in 0..20 {
-            let r = atk.next();
+            let r: u64 = atk.random();
             let src = SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::new(10, (r >> 8) as u8, (r >> 16) as u8, r as u8)),
                 (r >> 24) as u16 | 1024,
@@ -202,13 +194,13 @@ fn an_rst_flood_with_guessed_sequence_numbers_does_not_reset_the_connection() {
     assert!(outcome.is_satisfied());
     let cb = cb.unwrap();
     let a_addr = h.node_a().connection(ca).unwrap().local();
-    let mut atk = Attacker(seed | 3);
+    let mut atk = StdRng::seed_from_u64(seed | 3);
     let mut injected = 0u64;
     // An off-path attacker who knows the 4-tuple but not the sequence numbers: 50 RSTs a
     // round at random sequence numbers (RFC 5961 section 3: only an exact match resets).
     transfer(&mut h, ca, cb, 2_000_000, |b, now| {
         for _ in 0..50 {
-            let seq = atk.next() as u32;
+            let seq: u32 = atk.random();
             b.handle_packet(
                 now,
                 &segment(a_addr, SocketAddr::new(B, PORT), seq, TcpFlags::RST),

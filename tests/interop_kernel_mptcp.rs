@@ -48,9 +48,10 @@ fn kernel_mptcp_interop() {
 #[cfg(all(target_os = "linux", feature = "cli"))]
 mod interop {
     use super::NAME;
-    use crate::common::{Role, Topology, Transfer, dev_bytes, env_bytes, in_ns, json_field};
+    use crate::common::{
+        Role, Topology, Transfer, dev_bytes, env_bytes, in_ns, json_field, ns_cmd,
+    };
     use std::collections::HashMap;
-    use std::process::{Command, Stdio};
     use std::time::Instant;
 
     const DEFAULT_BYTES_V4: u64 = 50_000_000;
@@ -93,27 +94,6 @@ mod interop {
                 Some((name.to_string(), value))
             })
             .collect()
-    }
-
-    /// Runs a command in a namespace; Err(output) when it fails.
-    fn ns_cmd(ns: &str, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {args:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{}` failed ({}): {}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
     }
 
     /// `net.mptcp.checksum_enabled=1` in S while alive; back to 0 when dropped.
@@ -178,11 +158,6 @@ mod interop {
             return Some("no iptables command".into());
         }
         None
-    }
-
-    fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, key: &str) -> i64 {
-        let get = |m: &HashMap<String, u64>| m.get(key).copied().unwrap_or(0) as i64;
-        get(after) - get(before)
     }
 
     /// Ok(Some(line)) passed, Ok(None) skipped (printed), Err(text) failed.
@@ -282,7 +257,7 @@ mod interop {
         }
 
         // The kernel's witness.
-        let d = |k: &str| delta(&mib_before, &mib_after, k);
+        let d = |k: &str| crate::common::mib_delta(&mib_before, &mib_after, k);
         let syn_key = match case.role {
             Role::OursClient => "MPTcpExtMPCapableSYNRX",
             Role::OursServer => "MPTcpExtMPCapableSYNACKRX",

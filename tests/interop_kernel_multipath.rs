@@ -68,10 +68,9 @@ mod interop {
     use super::NAME;
     use crate::common::{
         Outcome, Role, RunOpts, Topology, Transfer, dev_bytes, env_bytes, in_ns, json_field,
-        json_subflows, mib, mptcp_counter,
+        json_subflows, mib, mptcp_counter, ns_cmd,
     };
     use std::collections::HashMap;
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     const DEFAULT_BYTES: u64 = 20_000_000;
@@ -87,32 +86,9 @@ mod interop {
         crate::common::log(NAME, msg);
     }
 
-    /// Runs a command in a namespace; Err(output) when it fails.
-    fn ns_cmd(ns: &str, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {args:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{}` failed ({}): {}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
+    /// The growth of the kernel's `MPTcpExt<key>` counter.
     fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, key: &str) -> i64 {
-        let get = |m: &HashMap<String, u64>| {
-            m.get(&format!("MPTcpExt{key}")).copied().unwrap_or(0) as i64
-        };
-        get(after) - get(before)
+        crate::common::mib_delta(before, after, &format!("MPTcpExt{key}"))
     }
 
     fn pct(part: u64, whole: u64) -> f64 {
@@ -350,23 +326,14 @@ mod interop {
                     at_event = Some((t, a, b));
                     let r = match fault {
                         Fault::Blackhole(p) => {
-                            let (rd, sd) = (topo.r_dev(p), topo.s_dev(p));
-                            let rule = |dev: &str| {
-                                ["iptables", "-w", "-t", "raw", "-I", "PREROUTING", "-i", dev]
-                                    .iter()
-                                    .chain(&["-j", "DROP"])
-                                    .map(|s| s.to_string())
-                                    .collect::<Vec<_>>()
-                            };
                             let mut r = Ok(());
-                            for (ns, dev) in [(&ns_r, &rd), (&ns_s, &sd)] {
-                                let add = rule(dev);
-                                let add: Vec<&str> = add.iter().map(String::as_str).collect();
-                                match ns_cmd(ns, &add) {
+                            for (ns, rule) in blackhole_rules(topo, p) {
+                                let add: Vec<&str> = rule.iter().map(String::as_str).collect();
+                                match ns_cmd(&ns, &add) {
                                     Ok(()) => {
                                         let mut del = add.clone();
                                         del[4] = "-D";
-                                        undo.push(ns, &del);
+                                        undo.push(&ns, &del);
                                     }
                                     Err(e) => r = Err(e),
                                 }

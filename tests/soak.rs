@@ -11,6 +11,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::node::{Duration, Instant};
 use mptcp_stack::sim::{GilbertElliott, Harness, LinkConfig, Network, PathConfig, seed_from_env};
@@ -47,18 +50,6 @@ struct Conn {
     a: ConnectionHandle,
     b: Option<ConnectionHandle>,
     flows: [Flow; 2],
-}
-
-/// A small deterministic generator for the test's own choices (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
 }
 
 /// Feed what `ep` may send on `h` and read what arrived, checking every byte.
@@ -116,7 +107,8 @@ fn many_connections_over_failing_lossy_paths_deliver_every_byte() {
     let seed = seed_from_env(1);
     let conns = env("SOAK_CONNS", 12) as usize;
     let mb = env("SOAK_MB", 8) as usize;
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    // The test's own deterministic choices (sizes, failure times).
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let bursty = |rate: u64, ms: u64| {
         LinkConfig::ideal(Duration::from_millis(ms))
             .with_rate(rate, Some(rate / 8 / 20))
@@ -167,7 +159,7 @@ fn many_connections_over_failing_lossy_paths_deliver_every_byte() {
         by_port.insert(h.node_a().connection(ah).unwrap().local().port(), id);
         let mut flows: [Flow; 2] = Default::default();
         for f in &mut flows {
-            f.total = mean / 5 + rng.below((mean * 8 / 5) as u64) as usize;
+            f.total = mean / 5 + rng.random_range(0..mean * 8 / 5);
         }
         all.push(Conn {
             id,
@@ -180,9 +172,9 @@ fn many_connections_over_failing_lossy_paths_deliver_every_byte() {
     let mut t = Instant::from_millis(500);
     let mut failures = 0;
     while t < Instant::from_secs(120) {
-        t += Duration::from_millis(1000 + rng.below(3000));
-        let path = rng.below(2) as usize;
-        let down_for = Duration::from_millis(300 + rng.below(2200));
+        t += Duration::from_millis(1000 + rng.random_range(0..3000u64));
+        let path = rng.random_range(0..2usize);
+        let down_for = Duration::from_millis(300 + rng.random_range(0..2200u64));
         h.network_mut().schedule_down(path, t);
         h.network_mut().schedule_up(path, t + down_for);
         failures += 1;

@@ -68,7 +68,12 @@ impl Default for EndpointConfig {
 }
 
 /// 64 bits from the operating system's random source (the only place the endpoint's
-/// configuration reads the OS; the endpoint itself never does).
+/// configuration reads the OS; the endpoint itself never does, and no packet reaches this).
+///
+/// # Panics
+///
+/// If the operating system cannot provide randomness: keys must not be guessable, so there is
+/// no weaker fallback (as `rand::make_rng`).
 pub fn os_seed() -> u64 {
     use rand::TryRng;
     rand::rngs::SysRng
@@ -223,6 +228,7 @@ pub struct Endpoint {
     /// Listener connections in their handshake, oldest first (slot indices; stale entries
     /// are dropped when looked at).
     half_open: VecDeque<usize>,
+    syns_since_compaction: usize,
     events: VecDeque<Event>,
     rsts: VecDeque<IpSegment<'static>>,
     cursor: usize,
@@ -247,6 +253,7 @@ impl Endpoint {
             tokens: HashMap::new(),
             live: 0,
             half_open: VecDeque::new(),
+            syns_since_compaction: 0,
             events: VecDeque::new(),
             rsts: VecDeque::new(),
             cursor: 0,
@@ -1034,13 +1041,26 @@ impl Node for Endpoint {
             // `max_half_open` the oldest half-open one is forgotten (a SYN cache with
             // eviction, as BSD's), so a real client whose handshake completes in time gets
             // through whatever the flood's rate.
-            self.half_open.retain(|&i| {
-                self.slots.get(i).is_some_and(|s| {
+            // Entries that completed or closed leave from the front as they come up, and the
+            // whole table is compacted at most once per quarter of its size in SYNs: O(1)
+            // per SYN on average, flood or not.
+            let max = self.cfg.max_half_open.max(1);
+            let slots = &self.slots;
+            let half_open = |i: usize| {
+                slots.get(i).is_some_and(|s| {
                     s.as_ref()
                         .is_some_and(|s| s.listener && !s.announced_open && !s.conn.is_closed())
                 })
-            });
-            if self.half_open.len() >= self.cfg.max_half_open.max(1)
+            };
+            while self.half_open.front().is_some_and(|&i| !half_open(i)) {
+                self.half_open.pop_front();
+            }
+            if self.half_open.len() >= max && self.syns_since_compaction >= max / 4 {
+                self.half_open.retain(|&i| half_open(i));
+                self.syns_since_compaction = 0;
+            }
+            self.syns_since_compaction += 1;
+            if self.half_open.len() >= max
                 && let Some(oldest) = self.half_open.pop_front()
             {
                 self.evict(oldest);

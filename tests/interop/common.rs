@@ -224,6 +224,38 @@ mod imp {
         Some(topo)
     }
 
+    /// `ip netns exec NS ARGS...` that must succeed; Err(its output) when it fails.
+    pub fn ns_cmd(ns: &str, args: &[&str]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {args:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// How much MIB counter `key` grew between two `mib` snapshots.
+    pub fn mib_delta(
+        before: &std::collections::HashMap<String, u64>,
+        after: &std::collections::HashMap<String, u64>,
+        key: &str,
+    ) -> i64 {
+        let get =
+            |m: &std::collections::HashMap<String, u64>| m.get(key).copied().unwrap_or(0) as i64;
+        get(after) - get(before)
+    }
+
     /// `ip netns exec NS ARGS...`: stdout and stderr together, whatever the exit status.
     pub fn in_ns(ns: &str, args: &[&str]) -> String {
         match Command::new("ip")
