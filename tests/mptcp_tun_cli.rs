@@ -568,19 +568,22 @@ fn device_errors_exit_3() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the first server");
-    // It holds the device once the link has a carrier.
-    let mut held = false;
-    for _ in 0..100 {
-        let out = Command::new("ip")
-            .args(["-n", &ns.0, "link", "show", "mtclit0"])
-            .output()
-            .expect("ip link show");
-        if !String::from_utf8_lossy(&out.stdout).contains("NO-CARRIER") {
-            held = true;
-            break;
+    // It holds the device once it says it listens (printed after the TUN is open); the
+    // carrier of the link is not a reliable sign (it raced in CI).
+    let stderr = first.stderr.take().expect("the first server's stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on port") {
+                let _ = tx.send(());
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    });
+    let held = rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok();
     let second = ns.bin(&args("mtclit0"));
     let _ = first.kill();
     let _ = first.wait();
