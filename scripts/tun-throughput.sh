@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Throughput of the userspace stack over a TUN against the kernel's TCP over the same veth, in
-# one run, as a ratio (DESIGN.md "Tests", benchmarks). Root only.
+# Throughput of the userspace stack over a TUN against the kernel's TCP and MPTCP over the same
+# veth, in one run, as ratios (DESIGN.md "Tests", benchmarks; issue 7). Root only.
 #
 # Topology (tests/netns/topology.sh, prefix "mtp"): namespace R holds the TUN and the veth of
 # path 1 (198.18.1.1), namespace S is the kernel peer (198.18.1.2). Every measurement crosses
-# the same veth pair, path 1:
+# the same veth pair, path 1, without rate limit unless RATE1 is set:
 #
-#   R->S  kernel:  iperf3 / kpeer.py client in R (source 198.18.1.1)  -> server in S 198.18.1.2
-#         ours:    mptcp-tun client on the TUN (198.18.101.1)         -> kpeer.py server in S
-#   S->R  kernel:  iperf3 / kpeer.py client in S (source 198.18.1.2)  -> server in R 198.18.1.1
-#         ours:    kpeer.py client in S                               -> mptcp-tun server (TUN)
+#   R->S  k-tcp:     iperf3 client in R (source 198.18.1.1)       -> iperf3 server in S 198.18.1.2
+#         k-tcp-py:  kpeer.py TCP client in R                      -> kpeer.py TCP server in S
+#         k-mptcp:   kpeer.py MPTCP client in R (the kernel's)     -> kpeer.py MPTCP server in S
+#         ours-mp:   mptcp-tun client on the TUN (198.18.101.1)    -> the same MPTCP server
+#         ours-tcp:  mptcp-tun --plain-tcp client on the TUN       -> kpeer.py TCP server
+#   S->R  the same with the roles swapped: clients in S, our server on the TUN.
 #
-# kpeer.py verifies every byte of ours (pattern i % 251); the "kernel-kpeer" column runs the same
-# Python peer on both ends, so comparing it with iperf3 shows whether Python is the bottleneck.
-# Each direction repeats REPS times, alternating kernel and ours, and the table gives Mbit/s,
-# ours/kernel ratios and the CPU time (user + system) of our process per GB moved.
+# kpeer.py verifies every byte of ours (pattern i % 251), and mptcp-tun every byte it receives;
+# k-tcp-py runs the same Python peer on both ends, so comparing it with iperf3 shows whether
+# Python is the bottleneck. Each direction repeats REPS times, the five transfers alternating,
+# and the table gives Mbit/s, ratios (ours-mp against kernel TCP and kernel MPTCP, ours-tcp
+# against kernel TCP) and the CPU time (user + system) of our MPTCP process per GB moved.
 #
 # Environment:
 #   REPS=3              repetitions per direction
@@ -22,6 +25,7 @@
 #   RATE1=              optional tbf rate on path 1 (e.g. 1gbit), passed to topology.sh
 #   OFFLOADS=off        off: as topology.sh leaves the veths (GSO/TSO/GRO off, per-packet);
 #                       on: turn GSO/TSO/GRO on for the veths (the kernel's best case)
+#   OURS_OFFLOAD=on     our TUN offload (mptcp-tun --offload): on, off or auto
 #   NO_BUILD=1          skip `cargo build --release`
 #   TIMEOUT=300         seconds before one transfer is given up
 #
@@ -41,6 +45,7 @@ NS_S="${MPT_PREFIX}-s"
 REPS=${REPS:-3}
 BYTES=${BYTES:-1000000000}
 OFFLOADS=${OFFLOADS:-off}
+OURS_OFFLOAD=${OURS_OFFLOAD:-on}
 TIMEOUT=${TIMEOUT:-300}
 
 R_ADDR=198.18.1.1
@@ -59,6 +64,7 @@ command -v python3 >/dev/null 2>&1 || die "no python3 (kpeer.py verifies our tra
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer"
 [[ "$BYTES" =~ ^[1-9][0-9]*$ ]] || die "BYTES must be a positive integer"
 case "$OFFLOADS" in on | off) ;; *) die "OFFLOADS must be on or off" ;; esac
+case "$OURS_OFFLOAD" in on | off | auto) ;; *) die "OURS_OFFLOAD must be on, off or auto" ;; esac
 HAVE_IPERF3=0
 command -v iperf3 >/dev/null 2>&1 && HAVE_IPERF3=1
 HAVE_TIME=0
@@ -193,12 +199,13 @@ d=json.load(open(sys.argv[1]))
 print("%.1f" % (d["end"]["sum_received"]["bits_per_second"]/1e6))' "$WORK/iperf3-client.json")
 }
 
-# kpeer.py on both ends: client in CLIENT_NS sends, server in SERVER_NS receives and verifies.
+# kpeer.py on both ends: client in CLIENT_NS sends, server in SERVER_NS receives and verifies;
+# PROTO 6 is TCP, 262 the kernel's MPTCP (on both ends).
 kernel_kpeer() {
-    local server_ns=$1 server_addr=$2 client_ns=$3 client_addr=$4 port=$5
+    local server_ns=$1 server_addr=$2 client_ns=$3 client_addr=$4 port=$5 proto=$6
     MBIT=""
     rm -f "$WORK/ready"
-    bg "$server_ns" "$WORK/kpeer-server.log" python3 "$KPEER" server "$server_addr" "$port" \
+    bg "$server_ns" "$WORK/kpeer-server.log" env KPEER_PROTO="$proto" python3 "$KPEER" server "$server_addr" "$port" \
         recv "$BYTES" --ready-file "$WORK/ready" --deadline "$TIMEOUT" --json
     local spid=$BG
     if ! wait_file "$WORK/ready" "$spid"; then
@@ -207,8 +214,8 @@ kernel_kpeer() {
         return
     fi
     local rc=0
-    timeout "$TIMEOUT" ip netns exec "$client_ns" python3 "$KPEER" client "$server_addr" "$port" \
-        send "$BYTES" --bind "$client_addr" >"$WORK/kpeer-client.log" 2>&1 || rc=$?
+    timeout "$TIMEOUT" ip netns exec "$client_ns" env KPEER_PROTO="$proto" python3 "$KPEER" client \
+        "$server_addr" "$port" send "$BYTES" --bind "$client_addr" >"$WORK/kpeer-client.log" 2>&1 || rc=$?
     reap "$spid" 10
     if [ "$rc" -ne 0 ] || [ "$RC" -ne 0 ]; then
         fail "kernel kpeer transfer (client rc $rc, server rc $RC)" "$WORK/kpeer-client.log" \
@@ -237,13 +244,15 @@ cpu_of() { # cpu_of CPU-FILE: user + system seconds
     awk 'NF >= 2 && $1 ~ /^[0-9.]+$/ { s = $1 + $2 } END { printf "%.3f", s }' "$1"
 }
 
-# Ours, R->S: our client on the TUN sends to a kpeer server in S, which verifies.
+# Ours, R->S: our client on the TUN sends to a kpeer server in S (PROTO 262: the kernel's MPTCP,
+# ours speaks MPTCP; 6: plain TCP, ours with --plain-tcp), which verifies.
 ours_client_sends() {
-    local port=$1
+    local port=$1 proto=$2 mode=()
+    [ "$proto" = 6 ] && mode=(--plain-tcp)
     MBIT=""
     CPU_S=""
     rm -f "$WORK/ready"
-    bg "$NS_S" "$WORK/kpeer-server.log" python3 "$KPEER" server "$S_ADDR" "$port" recv "$BYTES" \
+    bg "$NS_S" "$WORK/kpeer-server.log" env KPEER_PROTO="$proto" python3 "$KPEER" server "$S_ADDR" "$port" recv "$BYTES" \
         --ready-file "$WORK/ready" --deadline "$TIMEOUT" --json
     local spid=$BG
     if ! wait_file "$WORK/ready" "$spid"; then
@@ -253,7 +262,7 @@ ours_client_sends() {
     fi
     run_timed "$WORK/ours.log" "$WORK/ours.cpu" "$NS_R" "$BIN" client --tun "$MPT_TUN" \
         --addr "$STACK_ADDR" --connect "$S_ADDR:$port" --send "$BYTES" --json \
-        --timeout "$TIMEOUT"
+        --timeout "$TIMEOUT" --offload "$OURS_OFFLOAD" "${mode[@]}"
     local rc=$RC
     reap "$spid" 10
     if [ "$rc" -ne 0 ] || [ "$RC" -ne 0 ] || ! grep -q "^kpeer: verified $BYTES bytes" "$WORK/kpeer-server.log"; then
@@ -265,22 +274,23 @@ ours_client_sends() {
     CPU_S=$(cpu_of "$WORK/ours.cpu")
 }
 
-# Ours, S->R: a kpeer client in S sends to our server on the TUN, which verifies.
+# Ours, S->R: a kpeer client in S (PROTO as above) sends to our server on the TUN, which verifies.
 ours_server_recvs() {
-    local port=$1
+    local port=$1 proto=$2 mode=()
+    [ "$proto" = 6 ] && mode=(--plain-tcp)
     MBIT=""
     CPU_S=""
     # Our server in the background under /usr/bin/time (or bash's time in a subshell).
     if [ "$HAVE_TIME" = 1 ]; then
         /usr/bin/time -f "%U %S" -o "$WORK/ours.cpu" ip netns exec "$NS_R" "$BIN" server \
             --tun "$MPT_TUN" --addr "$STACK_ADDR" --port "$port" --recv "$BYTES" --json \
-            --timeout "$TIMEOUT" >"$WORK/ours.log" 2>"$WORK/ours.log.err" &
+            --timeout "$TIMEOUT" --offload "$OURS_OFFLOAD" "${mode[@]}" >"$WORK/ours.log" 2>"$WORK/ours.log.err" &
     else
         (
             TIMEFORMAT="%U %S"
             { time ip netns exec "$NS_R" "$BIN" server --tun "$MPT_TUN" --addr "$STACK_ADDR" \
                 --port "$port" --recv "$BYTES" --json --timeout "$TIMEOUT" \
-                >"$WORK/ours.log" 2>"$WORK/ours.log.err"; } 2>"$WORK/ours.cpu"
+                --offload "$OURS_OFFLOAD" "${mode[@]}" >"$WORK/ours.log" 2>"$WORK/ours.log.err"; } 2>"$WORK/ours.cpu"
         ) &
     fi
     local opid=$!
@@ -291,8 +301,8 @@ ours_server_recvs() {
         return
     fi
     local rc=0
-    timeout "$TIMEOUT" ip netns exec "$NS_S" python3 "$KPEER" client "$STACK_ADDR" "$port" \
-        send "$BYTES" --bind "$S_ADDR" >"$WORK/kpeer-client.log" 2>&1 || rc=$?
+    timeout "$TIMEOUT" ip netns exec "$NS_S" env KPEER_PROTO="$proto" python3 "$KPEER" client \
+        "$STACK_ADDR" "$port" send "$BYTES" --bind "$S_ADDR" >"$WORK/kpeer-client.log" 2>&1 || rc=$?
     reap "$opid" 15
     if [ "$rc" -ne 0 ] || [ "$RC" -ne 0 ]; then
         fail "kernel client -> our server (kpeer rc $rc, ours rc $RC)" "$WORK/kpeer-client.log" \
@@ -351,43 +361,58 @@ if [ "$HAVE_IPERF3" = 1 ]; then
 else
     echo "# kernel baseline: kpeer.py only (no iperf3; apt-get install -y iperf3 to compare)"
 fi
-echo "# ours: mptcp-tun over TUN $MPT_TUN ($STACK_ADDR), kernel peer kpeer.py (KPEER_PROTO 6),"
-echo "#       CPU = user + system seconds of our process per GB moved"
+echo "# ours: mptcp-tun over TUN $MPT_TUN ($STACK_ADDR), TUN offload $OURS_OFFLOAD; kernel peer kpeer.py"
+echo "#       (KPEER_PROTO 262 = MPTCP against ours-mptcp, 6 = TCP against ours-tcp);"
+echo "#       CPU = user + system seconds of our MPTCP process per GB moved (the kernel's receive"
+echo "#       path runs in the writer's context, so it counts what the TUN write costs too)"
 echo
 
 declare -A COL
-fmt="%-22s %4s %14s %13s %10s %12s %11s %9s\n"
-printf "$fmt" direction rep kernel-iperf3 kernel-kpeer ours ours/iperf3 ours/kpeer "CPU s/GB"
+fmt="%-18s %3s %9s %9s %9s %9s %9s %10s %11s %10s %8s\n"
+printf "$fmt" direction rep k-tcp k-tcp-py k-mptcp ours-mp ours-tcp mp/k-tcp mp/k-mptcp tcp/k-tcp "CPU s/GB"
 
 measure() { # measure DIR REP
-    local dir=$1 rep=$2 ki="" kk="" ours="" cpu=""
+    local dir=$1 rep=$2 ki="" kk="" km="" om="" ot="" cpu=""
     if [ "$dir" = "R->S" ]; then
         if [ "$HAVE_IPERF3" = 1 ]; then
             kernel_iperf3 "$NS_S" "$S_ADDR" "$NS_R" "$R_ADDR" 5201
             ki=$MBIT
         fi
-        kernel_kpeer "$NS_S" "$S_ADDR" "$NS_R" "$R_ADDR" 5202
+        kernel_kpeer "$NS_S" "$S_ADDR" "$NS_R" "$R_ADDR" 5202 6
         kk=$MBIT
-        ours_client_sends 5202
-        ours=$MBIT cpu=$CPU_S
+        kernel_kpeer "$NS_S" "$S_ADDR" "$NS_R" "$R_ADDR" 5203 262
+        km=$MBIT
+        ours_client_sends 5204 262
+        om=$MBIT cpu=$CPU_S
+        ours_client_sends 5205 6
+        ot=$MBIT
     else
         if [ "$HAVE_IPERF3" = 1 ]; then
             kernel_iperf3 "$NS_R" "$R_ADDR" "$NS_S" "$S_ADDR" 5211
             ki=$MBIT
         fi
-        kernel_kpeer "$NS_R" "$R_ADDR" "$NS_S" "$S_ADDR" 5212
+        kernel_kpeer "$NS_R" "$R_ADDR" "$NS_S" "$S_ADDR" 5212 6
         kk=$MBIT
-        ours_server_recvs 5213
-        ours=$MBIT cpu=$CPU_S
+        kernel_kpeer "$NS_R" "$R_ADDR" "$NS_S" "$S_ADDR" 5213 262
+        km=$MBIT
+        ours_server_recvs 5214 262
+        om=$MBIT cpu=$CPU_S
+        ours_server_recvs 5215 6
+        ot=$MBIT
     fi
+    # Without iperf3, kpeer.py's TCP is the kernel TCP baseline.
+    local base=$ki
+    [ -n "$base" ] || base=$kk
     local label
     [ "$dir" = "R->S" ] && label="R->S (our client)" || label="S->R (our server)"
     printf "$fmt" "$label" "$rep" "$([ "$HAVE_IPERF3" = 1 ] && show "$ki" || echo -)" \
-        "$(show "$kk")" "$(show "$ours")" "$(ratio "$ours" "$ki")" "$(ratio "$ours" "$kk")" \
-        "$(per_gb "$cpu")"
+        "$(show "$kk")" "$(show "$km")" "$(show "$om")" "$(show "$ot")" "$(ratio "$om" "$base")" \
+        "$(ratio "$om" "$km")" "$(ratio "$ot" "$base")" "$(per_gb "$cpu")"
     COL[$dir,ki]+="$ki "
     COL[$dir,kk]+="$kk "
-    COL[$dir,ours]+="$ours "
+    COL[$dir,km]+="$km "
+    COL[$dir,om]+="$om "
+    COL[$dir,ot]+="$ot "
     COL[$dir,cpu]+="$(per_gb "$cpu" | sed 's/^-$//') "
 }
 
@@ -398,22 +423,26 @@ for dir in "R->S" "S->R"; do
 done
 
 echo
-printf "$fmt" "median" "" kernel-iperf3 kernel-kpeer ours ours/iperf3 ours/kpeer "CPU s/GB"
+printf "$fmt" "median" "" k-tcp k-tcp-py k-mptcp ours-mp ours-tcp mp/k-tcp mp/k-mptcp tcp/k-tcp "CPU s/GB"
 for dir in "R->S" "S->R"; do
     # shellcheck disable=SC2086
     {
         ki=$(median ${COL[$dir,ki]})
         kk=$(median ${COL[$dir,kk]})
-        ours=$(median ${COL[$dir,ours]})
+        km=$(median ${COL[$dir,km]})
+        om=$(median ${COL[$dir,om]})
+        ot=$(median ${COL[$dir,ot]})
         cpu=$(median ${COL[$dir,cpu]})
     }
+    base=$ki
+    [ -n "$base" ] || base=$kk
     [ "$dir" = "R->S" ] && label="R->S (our client)" || label="S->R (our server)"
-    printf "$fmt" "$label" "" "${ki:--}" "${kk:--}" "${ours:--}" "$(ratio "$ours" "$ki")" \
-        "$(ratio "$ours" "$kk")" "${cpu:--}"
+    printf "$fmt" "$label" "" "${ki:--}" "${kk:--}" "${km:--}" "${om:--}" "${ot:--}" \
+        "$(ratio "$om" "$base")" "$(ratio "$om" "$km")" "$(ratio "$ot" "$base")" "${cpu:--}"
     if [ -n "$ki" ] && [ -n "$kk" ]; then
         awk -v ki="$ki" -v kk="$kk" -v d="$dir" 'BEGIN {
             if (kk >= 0.9 * ki) printf "# %s: kpeer.py reaches %.0f%% of iperf3: Python is not the bottleneck\n", d, 100 * kk / ki
-            else printf "# %s: kpeer.py reaches only %.0f%% of iperf3: Python limits the kernel-kpeer column\n", d, 100 * kk / ki }'
+            else printf "# %s: kpeer.py reaches only %.0f%% of iperf3: Python limits the kpeer columns\n", d, 100 * kk / ki }'
     fi
 done
 

@@ -79,6 +79,9 @@ mod interop {
         port: u16,
         /// The paths (veth pairs) the bytes cross, in total.
         paths: &'static [u8],
+        /// Our TUN in offload mode (`--offload on`: batches through IFF_VNET_HDR, segments
+        /// coalesced into 64 KiB writes the kernel splits again).
+        offload: bool,
         bytes: u64,
         special: Special,
     }
@@ -189,11 +192,13 @@ mod interop {
             _ => {}
         }
 
-        let checksum_arg: &[&str] = if case.special == Special::Checksum {
-            &["--checksum"]
-        } else {
-            &[]
-        };
+        let mut extra: Vec<&str> = Vec::new();
+        if case.special == Special::Checksum {
+            extra.push("--checksum");
+        }
+        if case.offload {
+            extra.extend(["--offload", "on"]);
+        }
         let devs: Vec<String> = case.paths.iter().map(|&p| topo.s_dev(p)).collect();
         let moved = |before: &[(u64, u64)]| -> u64 {
             devs.iter()
@@ -220,7 +225,7 @@ mod interop {
                 kernel_addr: case.kernel_addr,
                 port: case.port,
                 bytes: case.bytes,
-                ours_extra: checksum_arg,
+                ours_extra: &extra,
                 kpeer_proto: "262",
             },
         )?;
@@ -242,6 +247,13 @@ mod interop {
             other => p.push(format!(
                 "our JSON \"mptcp\" = {other:?}, expected {want_mp} (fallback_reason {:?})",
                 json_field(&out.json, "fallback_reason")
+            )),
+        }
+        let want_offload = if case.offload { "true" } else { "false" };
+        match json_field(&out.json, "offload") {
+            Some(o) if o == want_offload => {}
+            other => p.push(format!(
+                "our JSON \"offload\" = {other:?}, expected {want_offload}"
             )),
         }
         let subflows = out.json.matches("\"local\":").count();
@@ -329,6 +341,7 @@ mod interop {
             paths: &[1],
             bytes: v4_bytes,
             special,
+            offload: false,
         };
         let cases = [
             v4(
@@ -369,6 +382,19 @@ mod interop {
                 paths: &[2],
                 bytes: v6_bytes,
                 special: Special::None,
+                offload: false,
+            },
+            Case {
+                name: "g_v6_offload_our_client_sends",
+                role: Role::OursClient,
+                ours_sends: true,
+                ours_addrs: &["2001:db8:102::1"],
+                kernel_addr: "2001:db8:2::2",
+                port: 5410,
+                paths: &[2],
+                bytes: v6_bytes,
+                special: Special::None,
+                offload: true,
             },
             Case {
                 ours_addrs: &["198.18.101.1", "198.18.102.1"],
@@ -379,6 +405,36 @@ mod interop {
                     true,
                     5406,
                     Special::TwoSubflows,
+                )
+            },
+            Case {
+                offload: true,
+                ..v4(
+                    "g_offload_our_client_sends",
+                    Role::OursClient,
+                    true,
+                    5408,
+                    Special::None,
+                )
+            },
+            Case {
+                offload: true,
+                ..v4(
+                    "g_offload_kernel_client_sends",
+                    Role::OursServer,
+                    false,
+                    5409,
+                    Special::None,
+                )
+            },
+            Case {
+                offload: true,
+                ..v4(
+                    "g_offload_csum_our_client_sends",
+                    Role::OursClient,
+                    true,
+                    5411,
+                    Special::Checksum,
                 )
             },
             Case {

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration as StdDuration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use mptcp_stack::driver::{Driver, TunDevice};
+use mptcp_stack::driver::{Driver, TunDevice, TunOffload};
 use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::mptcp::Mode as MptcpMode;
 use mptcp_stack::mptcp::pm::AddrFlags;
@@ -104,12 +104,17 @@ struct Common {
     pcap: Option<String>,
     /// Print one JSON object as the last line of stdout (and no progress reports):
     /// {"bytes","secs","mbit_s","mptcp","fallback_reason","subflows":[...],"reinjected_bytes",
-    /// "scheduler","backup_switch_secs","counters":{...},"error"}.
+    /// "scheduler","backup_switch_secs","offload","counters":{...},"error"}.
     #[arg(long)]
     json: bool,
     /// Speak plain TCP instead of MPTCP (the baseline for comparisons).
     #[arg(long)]
     plain_tcp: bool,
+    /// TUN segmentation offload (Linux IFF_VNET_HDR): packets cross the TUN in batches, TCP
+    /// segments of one burst coalesced into one write (the kernel splits them again). auto:
+    /// where the OS supports it.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Offload::Off)]
+    offload: Offload,
     /// The TUN device's MTU (576-65535; at least 1280 with an IPv6 --addr).
     #[arg(long, value_name = "BYTES", default_value_t = 1500)]
     mtu: u16,
@@ -174,6 +179,26 @@ impl Scheduler {
             Scheduler::Roundrobin => SchedulerKind::RoundRobin,
             Scheduler::Redundant => SchedulerKind::Redundant,
             Scheduler::Backup => SchedulerKind::ActiveBackup,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Offload {
+    /// One packet per system call.
+    Off,
+    /// Batches with segmentation offload; an error where the OS cannot.
+    On,
+    /// Offload where the OS supports it, plain elsewhere.
+    Auto,
+}
+
+impl Offload {
+    fn mode(self) -> TunOffload {
+        match self {
+            Offload::Off => TunOffload::Off,
+            Offload::On => TunOffload::On,
+            Offload::Auto => TunOffload::Auto,
         }
     }
 }
@@ -476,7 +501,7 @@ fn main() -> ExitCode {
         eprintln!("mptcp-tun: --pcap {path:?}: cannot create the file: {e}");
         return ExitCode::from(EXIT_DEVICE);
     }
-    let device = match TunDevice::open(&common.tun, common.mtu) {
+    let device = match TunDevice::open_with(&common.tun, common.mtu, common.offload.mode()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("mptcp-tun: {}", tun_error(&common.tun, &e));
@@ -1062,10 +1087,11 @@ fn report(
         json_string(reason)
     };
     let error = failure.map_or("null".to_string(), json_string);
+    let offload = driver.device().offload();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"backup_switch_secs\":{switch_secs},\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}},\"error\":{error}}}",
+        "{{\"bytes\":{},\"secs\":{secs:.6},\"mbit_s\":{mbit:.3},\"mptcp\":{mptcp},\"fallback_reason\":{fallback},\"subflows\":[{}],\"reinjected_bytes\":{},\"scheduler\":\"{}\",\"backup_switch_secs\":{switch_secs},\"offload\":{offload},\"counters\":{{\"add_addr_tx\":{},\"add_addr_rx\":{},\"echo_add_rx\":{},\"rm_addr_tx\":{},\"rm_addr_rx\":{},\"mp_prio_tx\":{},\"mp_prio_rx\":{},\"mp_join_synack_rx\":{},\"mp_join_ack_rx\":{},\"subflow_stale\":{},\"subflow_recover\":{}}},\"error\":{error}}}",
         out.bytes,
         subflows.join(","),
         counters.reinjected_bytes,

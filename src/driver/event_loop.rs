@@ -327,6 +327,9 @@ impl<N: Node, D: PacketDevice> Driver<N, D> {
                 Err(_) => self.stats.send_errors += 1,
             }
         }
+        if sent > 0 && self.device.flush(now).is_err() {
+            self.stats.send_errors += 1;
+        }
         more |= sent == limit;
         Ok(more)
     }

@@ -45,7 +45,7 @@ pub use memory::MemoryDevice;
 pub use pcap::PcapWriter;
 pub use phy::PhyDevice;
 #[cfg(all(feature = "tun", unix))]
-pub use tun::TunDevice;
+pub use tun::{IDEAL_BATCH_SIZE, TunDevice, TunOffload};
 
 /// A device that moves whole IP packets: a TUN interface, an in-memory link, a smoltcp device.
 ///
@@ -58,6 +58,14 @@ pub trait PacketDevice {
     /// Send one IP packet. An error means this packet was not sent (full queue, link down,
     /// packet over the MTU); the driver counts it and carries on, as a lossy link would.
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()>;
+
+    /// Push out packets that `send` queued (a batching device, such as a [`TunDevice`] with
+    /// offload). The driver calls it after each burst of sends; devices that send at once need
+    /// not implement it. An error means the queued packets were lost, as on a lossy link.
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        let _ = now;
+        Ok(())
+    }
 
     /// Receive one IP packet into `buf` without blocking: `Ok(Some(len))` for a packet,
     /// `Ok(None)` when none is ready. An error means the device is unusable and stops the driver.
@@ -80,6 +88,9 @@ impl<T: PacketDevice + ?Sized> PacketDevice for Box<T> {
     }
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         (**self).send(now, packet)
+    }
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        (**self).flush(now)
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
