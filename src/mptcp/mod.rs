@@ -1105,31 +1105,23 @@ fn sched_info(sub: &Subflow) -> SubflowInfo {
 
 /// Map `len` bytes of the send buffer from `dsn` onto subflow `sub` as one mapping (a chunk the
 /// subflow engine never merges with another). Returns false when the subflow took nothing.
-fn map_range(
-    sh: &mut Shared,
-    sub: &mut Subflow,
-    scratch: &mut Vec<u8>,
-    dsn: Dsn,
-    len: usize,
-    capable: bool,
-) -> bool {
+fn map_range(sh: &mut Shared, sub: &mut Subflow, dsn: Dsn, len: usize, capable: bool) -> bool {
     let offset = dsn.distance_from(sh.snd_una);
     if len == 0 || offset < 0 || offset as usize + len > sh.tx.len() {
         return false;
     }
-    if scratch.len() < len {
-        scratch.resize(len, 0);
-    }
-    let data = &mut scratch[..len];
-    sh.tx.read_at(offset as usize, data);
+    // The mapping's bytes as they lie in the connection's ring: copied once, straight into the
+    // subflow's buffer.
+    let (first, second) = sh.tx.slices_at(offset as usize, len);
     let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
     let checksum = sh.checksum.then(|| {
         let mut c = DssChecksum::new(dsn, ssn_rel, len as u16);
-        c.update(data);
+        c.update(first);
+        c.update(second);
         c.finish()
     });
     let tag = sub.st.next_tag;
-    if !sub.tcp.send_chunk(data, tag) {
+    if !sub.tcp.send_chunk_parts(first, second, tag) {
         return false;
     }
     sub.st.next_tag += 1;
@@ -2127,7 +2119,7 @@ impl MptcpConnection {
                 len -= len % data_mss(&sub.tcp);
             }
             let dsn = sh.snd_nxt;
-            if !map_range(sh, sub, &mut self.scratch, dsn, len, capable) {
+            if !map_range(sh, sub, dsn, len, capable) {
                 break;
             }
             infos[i] = sched_info(sub);
@@ -2140,14 +2132,7 @@ impl MptcpConnection {
                     if j == i || !eligible || sched::room(&infos[j], in_use) < len {
                         continue;
                     }
-                    if map_range(
-                        sh,
-                        &mut self.subflows[j],
-                        &mut self.scratch,
-                        dsn,
-                        len,
-                        false,
-                    ) {
+                    if map_range(sh, &mut self.subflows[j], dsn, len, false) {
                         infos[j] = sched_info(&self.subflows[j]);
                     }
                 }
@@ -2231,14 +2216,7 @@ impl MptcpConnection {
             };
             let i = pick.subflow;
             let n = remaining.min(pick.max_bytes).min(self.max_mapping);
-            if !map_range(
-                sh,
-                &mut self.subflows[i],
-                &mut self.scratch,
-                start,
-                n,
-                false,
-            ) {
+            if !map_range(sh, &mut self.subflows[i], start, n, false) {
                 break;
             }
             infos[i] = sched_info(&self.subflows[i]);
@@ -2327,14 +2305,7 @@ impl MptcpConnection {
             }
             let end = map.dsn + u64::from(map.len);
             let len = (end.distance_from(from) as usize).min(room);
-            if !map_range(
-                sh,
-                &mut self.subflows[fast],
-                &mut self.scratch,
-                from,
-                len,
-                false,
-            ) {
+            if !map_range(sh, &mut self.subflows[fast], from, len, false) {
                 break;
             }
             infos[fast] = sched_info(&self.subflows[fast]);
@@ -2474,15 +2445,15 @@ impl MptcpConnection {
                 } else {
                     remaining.min(avail)
                 };
-                if self.scratch.len() < n {
-                    self.scratch.resize(n, 0);
-                }
-                let got = sub.tcp.recv_peek(0, &mut self.scratch[..n]);
-                let data = &self.scratch[..got];
+                // The bytes as they lie in the subflow's ring: checksummed and copied once,
+                // straight into the data-level reassembly.
+                let (first, second) = sub.tcp.recv_slices(0, n);
+                let got = first.len() + second.len();
                 if let Some(csum) = map.checksum {
                     let ssn_rel = Ssn(map.ssn.distance_from(sub.st.irs) as u32);
                     let mut c = DssChecksum::new(map.dsn, ssn_rel, map.wire_len);
-                    c.update(data);
+                    c.update(first);
+                    c.update(second);
                     if !c.verify(csum) {
                         // RFC 8684 section 3.7: never deliver it. On the only subflow, with
                         // nothing reassembled out of order, MP_FAIL asks the sender for an
@@ -2509,7 +2480,7 @@ impl MptcpConnection {
                     }
                 }
                 let dsn = map.dsn + offset as u64;
-                let res = sh.rx.insert(dsn, data);
+                let res = sh.rx.insert_parts(dsn, first, second);
                 sh.counters.duplicate_data += res.duplicate as u64;
                 let taken = res.stored + res.duplicate;
                 sub.tcp.recv_consume(taken);

@@ -64,6 +64,25 @@ impl Reassembly {
         self.next = self.next + 1;
     }
 
+    /// [`insert`](Reassembly::insert) of the bytes of `first` followed by `second` at `dsn`
+    /// (the two pieces of a ring buffer), with one combined result: what lies beyond the window
+    /// is counted for both pieces and nothing after it is stored.
+    pub fn insert_parts(&mut self, dsn: Dsn, first: &[u8], second: &[u8]) -> Inserted {
+        let mut out = self.insert(dsn, first);
+        if second.is_empty() {
+            return out;
+        }
+        if out.beyond_window > 0 {
+            out.beyond_window += second.len();
+            return out;
+        }
+        let more = self.insert(dsn + first.len() as u64, second);
+        out.duplicate += more.duplicate;
+        out.stored += more.stored;
+        out.beyond_window += more.beyond_window;
+        out
+    }
+
     /// Store `data` that starts at `dsn`.
     pub fn insert(&mut self, dsn: Dsn, data: &[u8]) -> Inserted {
         let mut out = Inserted::default();
@@ -145,5 +164,22 @@ mod tests {
         assert_eq!((res.stored, res.beyond_window), (8, 2));
         assert_eq!(r.next(), Dsn(5));
         assert_eq!(r.window(), 0);
+    }
+
+    #[test]
+    fn two_pieces_insert_as_one_range_and_stop_at_the_window() {
+        let mut r = Reassembly::new(Dsn(0), 12);
+        // Partly a duplicate of nothing, then both pieces in order.
+        let res = r.insert_parts(Dsn(0), b"abc", b"defg");
+        assert_eq!((res.stored, res.duplicate, res.beyond_window), (7, 0, 0));
+        // The first piece a duplicate, the second overflowing the window (5 bytes left).
+        let res = r.insert_parts(Dsn(5), b"fg", b"hijklmn");
+        assert_eq!((res.duplicate, res.stored, res.beyond_window), (2, 5, 2));
+        // A first piece already beyond the window: nothing of the second is stored.
+        let res = r.insert_parts(Dsn(12), b"x", b"yz");
+        assert_eq!((res.stored, res.beyond_window), (0, 3));
+        let mut out = [0u8; 16];
+        let n = r.read(&mut out);
+        assert_eq!(&out[..n], b"abcdefghijkl");
     }
 }

@@ -613,13 +613,20 @@ impl Connection {
 
     /// Queue `data` as one chunk that no segment will cross, tagged `tag`; all or nothing.
     pub fn send_chunk(&mut self, data: &[u8], tag: u64) -> bool {
-        if !self.can_send() || data.is_empty() || data.len() > self.tx.free() {
+        self.send_chunk_parts(data, &[], tag)
+    }
+
+    /// [`send_chunk`](Connection::send_chunk) of the bytes of `first` followed by `second`
+    /// (as one chunk: the two pieces of a ring, copied once).
+    pub fn send_chunk_parts(&mut self, first: &[u8], second: &[u8], tag: u64) -> bool {
+        let len = first.len() + second.len();
+        if !self.can_send() || len == 0 || len > self.tx.free() {
             return false;
         }
         let start = self.tx_seq_at(self.tx.len());
-        self.tx.push(data);
-        self.chunks
-            .push_back((start, start + data.len() as u32, tag));
+        self.tx.push(first);
+        self.tx.push(second);
+        self.chunks.push_back((start, start + len as u32, tag));
         true
     }
 
@@ -663,6 +670,13 @@ impl Connection {
         let n = buf.len().min(self.rx.len().saturating_sub(offset));
         self.rx.read_at(offset, &mut buf[..n]);
         n
+    }
+
+    /// Up to `n` bytes of in-order data from `offset` on, without copying: the (at most) two
+    /// contiguous pieces of the receive buffer they occupy, in order.
+    pub fn recv_slices(&self, offset: usize, n: usize) -> (&[u8], &[u8]) {
+        let n = n.min(self.rx.len().saturating_sub(offset));
+        self.rx.slices_at(offset, n)
     }
 
     /// Drop `n` bytes of in-order data (after [`Connection::recv_peek`]).

@@ -114,6 +114,19 @@ impl Ring {
         out[first..].copy_from_slice(&self.buf[..rest]);
     }
 
+    /// The `len` bytes held from `offset` on, as the (at most) two contiguous pieces they
+    /// occupy, in order: a view for copying them elsewhere once, without a scratch buffer.
+    pub fn slices_at(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        debug_assert!(offset + len <= self.len);
+        if len == 0 {
+            return (&[], &[]);
+        }
+        let cap = self.buf.len();
+        let start = (self.head + offset) % cap;
+        let first = len.min(cap - start);
+        (&self.buf[start..start + first], &self.buf[..len - first])
+    }
+
     /// Drop `n` bytes from the head.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
@@ -171,5 +184,23 @@ mod tests {
         assert_eq!(r.allocated(), 0);
         r.push(&[1; 10]);
         assert!(r.allocated() >= 10 && r.allocated() <= 4096);
+    }
+
+    #[test]
+    fn slices_at_are_the_held_bytes_in_order_across_the_wrap() {
+        let mut r = Ring::new(4096);
+        let data: Vec<u8> = (0..8000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(r.push(&data[..3500]), 3500);
+        r.consume(3000);
+        assert_eq!(r.push(&data[3500..5000]), 1500);
+        // 2000 bytes held from position 3000 of the 4096-byte buffer: they wrap.
+        for (offset, len) in [(0, 2000), (100, 1500), (1095, 2), (2000, 0)] {
+            let (a, b) = r.slices_at(offset, len);
+            let mut joined = a.to_vec();
+            joined.extend_from_slice(b);
+            assert_eq!(joined, &data[3000 + offset..3000 + offset + len]);
+        }
+        let (a, b) = r.slices_at(0, 2000);
+        assert_eq!((a.len(), b.len()), (1096, 904), "this case must wrap");
     }
 }
