@@ -15,7 +15,10 @@ use crate::driver::DriverHandle;
 /// [`std::net::TcpListener`]. Peers that do not speak MPTCP are accepted too (the stream then
 /// runs as plain TCP: see [`ConnectionStats::mode`](super::ConnectionStats::mode)). Dropping it
 /// stops accepting: a SYN to the port is then refused, and connections accepted by the stack
-/// but not yet by the application are reset.
+/// but not yet by the application are reset. At most `EndpointConfig::accept_backlog`
+/// connections wait for [`MptcpListener::accept`]; beyond that, new SYNs get no answer until
+/// the application takes one (the client sends its SYN again, as with a full Linux listen
+/// queue).
 pub struct MptcpListener {
     handle: DriverHandle<Core>,
     port: u16,
@@ -111,6 +114,12 @@ impl MptcpListener {
 
     fn stream(&self, a: Accepted) -> (MptcpStream, SocketAddr) {
         let peer = a.remote;
+        // The application has the connection now: it leaves the port's accept backlog
+        // (`EndpointConfig::accept_backlog`), making room for the next handshake.
+        let h = a.handle;
+        let _ = self.handle.execute(move |core, _| {
+            let _ = core.endpoint_mut().accept(h);
+        });
         (MptcpStream::accepted(self.handle.clone(), a), peer)
     }
 }

@@ -14,6 +14,19 @@
 //! - Every connection is an MPTCP connection (a plain TCP one when MPTCP is off or the peer
 //!   falls back); MP_JOIN SYNs find theirs by token, and the path manager's actions (joins,
 //!   ADD_ADDR, REMOVE_ADDR, MP_PRIO) run here on the endpoint's addresses.
+//! - SYN floods (RFC 4987): a listener holds at most `max_half_open` handshakes. Beyond that,
+//!   with `syn_cookies` on (the default), SYNs are answered statelessly with a SYN cookie
+//!   (see `cookie.rs` for the layout and what a cookie loses) and a valid third ACK builds the
+//!   connection, MPTCP included (RFC 8684 section 3.1: the third ACK echoes the server's key,
+//!   which is derived from the cookie and checked); with it off, the oldest handshake is
+//!   forgotten. MP_JOIN SYNs stay stateful: at most `max_pending_joins` per connection, the
+//!   oldest forgotten beyond (a join's third ACK does not repeat the client's nonce, so it
+//!   cannot be checked without state).
+//! - Accept backlog: a listener's connection counts in its port's backlog from its
+//!   [`Event::Accepted`] until the application claims it ([`Endpoint::accept`], or any of
+//!   `send`, `recv`, `close`, `abort`, `release` on it). While `accept_backlog` are unclaimed,
+//!   SYNs and handshake-completing ACKs to the port are dropped without an answer (Linux's
+//!   listen-queue overflow: the client retries), and counted (`listen_overflows`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -21,15 +34,21 @@ use std::net::{IpAddr, SocketAddr};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+mod cookie;
+
 use crate::crypto::KeyMaterial;
 use crate::mptcp::pm::{
     AddrFlags, LocalAddr, PathManager, PathManagerKind, PmAction, PmSubflow, PmView,
 };
 use crate::mptcp::{MAX_SUBFLOWS, MptcpConfig, MptcpConnection, Scheduler, SchedulerKind};
-use crate::node::{Instant, Node};
+use crate::node::{Duration, Instant, Node};
 use crate::seq::TcpSeq;
 use crate::tcp::{self, Connection};
-use crate::wire::{IpSegment, TcpFlags, TcpOptions, TcpSegment};
+use crate::wire::{
+    CapableFlags, CapableKeys, CapableRepr, IpSegment, MptcpOptions, MptcpRepr, TcpFlags,
+    TcpOptions, TcpSegment, Timestamp,
+};
+use cookie::{CookieSecret, SynParams};
 
 /// Endpoint configuration.
 #[derive(Debug, Clone)]
@@ -54,10 +73,22 @@ pub struct EndpointConfig {
     pub max_subflows: usize,
     /// The path manager of each new connection.
     pub path_manager: PathManagerKind,
-    /// The most connections a listener holds in the middle of their handshake; a SYN beyond
-    /// it makes the oldest one forgotten (the SYN-flood defence: a real client gets through
-    /// while the flood's SYN rate times its handshake time stays below this).
+    /// The most connections a listener holds in the middle of their handshake. A SYN beyond
+    /// it is answered with a SYN cookie when `syn_cookies` is on; otherwise it makes the
+    /// oldest one forgotten (then a real client gets through only while the flood's SYN rate
+    /// times its handshake time stays below this).
     pub max_half_open: usize,
+    /// Answer SYNs statelessly with SYN cookies once `max_half_open` handshakes are held
+    /// (Linux's `tcp_syncookies=1`). Default on.
+    pub syn_cookies: bool,
+    /// The most MP_JOIN handshakes a connection holds at once (server side); a join SYN beyond
+    /// it makes the oldest pending join forgotten (`joins_evicted`), so a flood of join SYNs
+    /// with a valid token cannot keep real joins out.
+    pub max_pending_joins: usize,
+    /// The most connections per listening port that completed their handshake and that the
+    /// application has not claimed yet (the listen backlog; 128 as Rust's `TcpListener`).
+    /// Beyond it SYNs get no answer (`listen_overflows`).
+    pub accept_backlog: usize,
 }
 
 impl Default for EndpointConfig {
@@ -95,6 +126,9 @@ impl EndpointConfig {
             max_subflows: 8,
             path_manager: PathManagerKind::FullMesh,
             max_half_open: 1024,
+            syn_cookies: true,
+            max_pending_joins: 4,
+            accept_backlog: 128,
         }
     }
 }
@@ -186,8 +220,51 @@ pub struct EndpointStats {
     pub join_refused: u64,
     /// Subflows a path manager asked for that could not be opened (limits, ports).
     pub pm_connect_failed: u64,
-    /// Half-open connections forgotten to make room for a new SYN (`max_half_open`).
+    /// Half-open connections forgotten to make room for a new SYN (`max_half_open`, with
+    /// `syn_cookies` off).
     pub syns_evicted: u64,
+    /// SYN/ACKs sent with a SYN cookie (the half-open table was full): `SyncookiesSent`.
+    pub syncookies_sent: u64,
+    /// ACKs with a valid SYN cookie: `SyncookiesRecv`.
+    pub syncookies_recv: u64,
+    /// ACKs for no connection on a listening port, while cookies were in use, whose cookie did
+    /// not verify (answered with RST as any such ACK): `SyncookiesFailed`.
+    pub syncookies_failed: u64,
+    /// Cookie SYN/ACKs not sent because their queue was full (the SYN is dropped; the client
+    /// sends it again).
+    pub syncookies_dropped: u64,
+    /// Cookie SYNs answered without MP_CAPABLE because the key derived for them has the token
+    /// of a live connection (a cookie cannot draw another): `MPTcpExtTokenFallbackInit`.
+    pub token_fallback_init: u64,
+    /// Valid cookie ACKs whose MP_CAPABLE did not echo the key derived for the cookie
+    /// (refused with RST, nothing created).
+    pub cookie_key_mismatch: u64,
+    /// Valid cookie ACKs whose key's token a live connection took in the meantime (refused
+    /// with RST, nothing created).
+    pub cookie_token_in_use: u64,
+    /// Pending MP_JOIN handshakes forgotten to make room for a newer join SYN
+    /// (`max_pending_joins`).
+    pub joins_evicted: u64,
+    /// SYNs and handshake-completing ACKs dropped because the listener's accept backlog was
+    /// full: `ListenOverflows`.
+    pub listen_overflows: u64,
+}
+
+/// The most cookie SYN/ACKs waiting to be sent.
+const MAX_PENDING_COOKIES: usize = 256;
+
+/// A cookie SYN/ACK waiting to be sent: the SYN as the cookie will remember it, and what the
+/// cookie derived. Nothing of it outlives the transmission.
+#[derive(Debug)]
+struct PendingCookie {
+    local: SocketAddr,
+    remote: SocketAddr,
+    syn: TcpSegment<'static>,
+    isn: TcpSeq,
+    /// The timestamp offset that puts the option bits in the SYN/ACK's TSval at `at`.
+    ts_offset: u32,
+    key: u64,
+    at: Instant,
 }
 
 #[derive(Debug)]
@@ -204,6 +281,9 @@ struct Slot {
     readable_announced: bool,
     writable_wanted: bool,
     released: bool,
+    /// Announced as accepted and not yet claimed by the application: counts in its port's
+    /// accept backlog.
+    in_backlog: bool,
 }
 
 /// A stack instance: connections, listeners, addresses.
@@ -229,6 +309,14 @@ pub struct Endpoint {
     /// are dropped when looked at).
     half_open: VecDeque<usize>,
     syns_since_compaction: usize,
+    /// The SYN-cookie secret, drawn from `rng` when the first cookie is made.
+    cookie_secret: Option<CookieSecret>,
+    /// When the last cookie was sent: ACKs are checked for cookies only within a cookie's
+    /// lifetime of it.
+    cookies_sent_at: Option<Instant>,
+    cookie_synacks: VecDeque<PendingCookie>,
+    /// Per listening port: connections in the accept backlog.
+    backlog: HashMap<u16, usize>,
     events: VecDeque<Event>,
     rsts: VecDeque<IpSegment<'static>>,
     cursor: usize,
@@ -254,6 +342,10 @@ impl Endpoint {
             live: 0,
             half_open: VecDeque::new(),
             syns_since_compaction: 0,
+            cookie_secret: None,
+            cookies_sent_at: None,
+            cookie_synacks: VecDeque::new(),
+            backlog: HashMap::new(),
             events: VecDeque::new(),
             rsts: VecDeque::new(),
             cursor: 0,
@@ -530,6 +622,7 @@ impl Endpoint {
             readable_announced: false,
             writable_wanted: false,
             released: false,
+            in_backlog: false,
         });
         Ok(ConnectionHandle(idx))
     }
@@ -755,8 +848,43 @@ impl Endpoint {
             .ok_or(EndpointError::UnknownConnection)
     }
 
+    /// Take an accepted connection off its listener's accept backlog: the application has it
+    /// now (see `accept_backlog`). Calling `send`, `recv`, `close`, `abort` or `release` on it
+    /// does the same; calling it again does nothing.
+    pub fn accept(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
+        self.slot_mut(h)?;
+        self.leave_backlog(h.0);
+        Ok(())
+    }
+
+    /// Connections of `port` in the accept backlog.
+    pub fn backlog(&self, port: u16) -> usize {
+        self.backlog.get(&port).copied().unwrap_or(0)
+    }
+
+    fn backlog_full(&self, port: u16) -> bool {
+        self.backlog(port) >= self.cfg.accept_backlog
+    }
+
+    fn leave_backlog(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        if !std::mem::take(&mut slot.in_backlog) {
+            return;
+        }
+        let port = slot.conn.primary().local().port();
+        if let Some(n) = self.backlog.get_mut(&port) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.backlog.remove(&port);
+            }
+        }
+    }
+
     /// Queue data; returns how much was taken (0 when the buffer is full).
     pub fn send(&mut self, h: ConnectionHandle, data: &[u8]) -> Result<usize, EndpointError> {
+        self.leave_backlog(h.0);
         let slot = self.slot_mut(h)?;
         if let Some(e) = slot.conn.error() {
             return Err(EndpointError::Failed(e));
@@ -774,6 +902,7 @@ impl Endpoint {
     /// Read data; `Ok(0)` with a non-empty buffer means the peer finished (or nothing yet:
     /// check [`Endpoint::recv_finished`]).
     pub fn recv(&mut self, h: ConnectionHandle, buf: &mut [u8]) -> Result<usize, EndpointError> {
+        self.leave_backlog(h.0);
         let slot = self.slot_mut(h)?;
         let n = slot.conn.recv(buf);
         if slot.conn.recv_available() == 0 {
@@ -794,6 +923,7 @@ impl Endpoint {
 
     /// Close our direction (FIN after the queued data).
     pub fn close(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
+        self.leave_backlog(h.0);
         self.slot_mut(h)?.conn.close();
         // A connection closed before its handshake may be gone already: say so now.
         self.update_events(h.0);
@@ -802,6 +932,7 @@ impl Endpoint {
 
     /// Reset the connection.
     pub fn abort(&mut self, h: ConnectionHandle) -> Result<(), EndpointError> {
+        self.leave_backlog(h.0);
         self.slot_mut(h)?.conn.abort();
         self.update_events(h.0);
         Ok(())
@@ -810,6 +941,7 @@ impl Endpoint {
     /// Forget a connection. One not yet closed is aborted first; its slot goes once the RST
     /// is out.
     pub fn release(&mut self, h: ConnectionHandle) {
+        self.leave_backlog(h.0);
         let Some(Some(slot)) = self.slots.get_mut(h.0) else {
             return;
         };
@@ -826,6 +958,7 @@ impl Endpoint {
             return;
         };
         let token = slot.conn.local_key().token;
+        self.leave_backlog(idx);
         self.forget_tuples(idx);
         if self.tokens.get(&token) == Some(&idx) {
             self.tokens.remove(&token);
@@ -844,6 +977,7 @@ impl Endpoint {
             return;
         }
         let token = slot.conn.local_key().token;
+        self.leave_backlog(idx);
         self.forget_tuples(idx);
         if self.tokens.get(&token) == Some(&idx) {
             self.tokens.remove(&token);
@@ -865,11 +999,16 @@ impl Endpoint {
         let h = ConnectionHandle(idx);
         if !slot.announced_open && slot.conn.is_established() {
             slot.announced_open = true;
-            self.events.push_back(if slot.listener {
-                Event::Accepted(h)
+            if slot.listener {
+                slot.in_backlog = true;
+                *self
+                    .backlog
+                    .entry(slot.conn.primary().local().port())
+                    .or_default() += 1;
+                self.events.push_back(Event::Accepted(h));
             } else {
-                Event::Connected(h)
-            });
+                self.events.push_back(Event::Connected(h));
+            }
         }
         if !slot.readable_announced && (slot.conn.recv_available() > 0 || slot.conn.recv_finished())
         {
@@ -936,7 +1075,191 @@ impl Endpoint {
     }
 }
 
+/// The MP_CAPABLE a v1 SYN carries, if this one does (version 1, no key, the H flag).
+fn v1_capable_syn(seg: &TcpSegment<'_>) -> Option<CapableFlags> {
+    seg.options.mptcp.iter().find_map(|o| match o {
+        MptcpRepr::Capable(CapableRepr {
+            version: 1,
+            flags,
+            keys: CapableKeys::None,
+        }) if flags.hmac_sha256() => Some(*flags),
+        _ => None,
+    })
+}
+
 impl Endpoint {
+    /// Answer a SYN with a SYN cookie: nothing is kept but the SYN/ACK in its (bounded) queue.
+    fn queue_cookie(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpSegment<'_>,
+    ) {
+        if self.cookie_synacks.len() >= MAX_PENDING_COOKIES {
+            self.stats.syncookies_dropped += 1;
+            return;
+        }
+        let rng = &mut self.rng;
+        let secret = self
+            .cookie_secret
+            .get_or_insert_with(|| CookieSecret::new(rng.random()));
+        let counter = cookie::counter_at(now);
+        let capable = v1_capable_syn(seg).filter(|_| self.cfg.mptcp.enabled);
+        let mut params = SynParams {
+            mss_index: cookie::mss_index(seg.options.mss),
+            mptcp: capable.is_some(),
+            checksum: capable.is_some_and(|f| f.checksum()),
+        };
+        let (mut isn, mut derived) = secret.make(local, remote, seg.seq, counter, params);
+        if params.mptcp
+            && self
+                .tokens
+                .contains_key(&KeyMaterial::from_key(derived.key).token)
+        {
+            // RFC 8684 section 3.1 wants a key whose token is unused; a cookie's key is fixed
+            // by the cookie, so this SYN gets plain TCP (Linux: TokenFallbackInit).
+            self.stats.token_fallback_init += 1;
+            params.mptcp = false;
+            params.checksum = false;
+            (isn, derived) = secret.make(local, remote, seg.seq, counter, params);
+        }
+        // The SYN as the cookie remembers it: window scale and SACK only with timestamps,
+        // which carry them (see cookie.rs).
+        let ts = seg.options.timestamp.filter(|_| self.cfg.tcp.timestamps);
+        let syn = cookie_syn(
+            local,
+            remote,
+            seg.seq,
+            seg.window,
+            params,
+            ts.map(|t| {
+                (
+                    t.tsval,
+                    seg.options.window_scale,
+                    seg.options.sack_permitted,
+                )
+            }),
+        );
+        let bits = cookie::ts_bits(syn.options.window_scale, syn.options.sack_permitted);
+        let now_ms = now.total_millis() as u32;
+        self.cookie_synacks.push_back(PendingCookie {
+            local,
+            remote,
+            syn,
+            isn,
+            ts_offset: cookie::synack_ts_offset(derived.ts_offset, now_ms, bits),
+            key: derived.key,
+            at: now,
+        });
+        self.stats.syncookies_sent += 1;
+        self.cookies_sent_at = Some(now);
+    }
+
+    /// An ACK for no connection on a listening port: if it carries a valid SYN cookie, build
+    /// the connection it completes and give it the segment. Returns whether the segment was
+    /// dealt with (the connection made, or refused with RST, or dropped for the backlog);
+    /// `false` (not a cookie) leaves it to the caller's RST.
+    fn accept_cookie(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ip: &IpSegment<'_>,
+    ) -> bool {
+        let seg = &ip.tcp;
+        let client_isn = seg.seq - 1u32;
+        let isn = seg.ack - 1u32;
+        let checked = self
+            .cookie_secret
+            .as_ref()
+            .and_then(|s| s.check(local, remote, client_isn, isn, cookie::counter_at(now)));
+        let Some((params, derived)) = checked else {
+            self.stats.syncookies_failed += 1;
+            return false;
+        };
+        self.stats.syncookies_recv += 1;
+        if self.backlog_full(local.port()) {
+            // As for a SYN: no answer while the application is behind; the client sends the
+            // ACK (or its data) again and the cookie is still good for a while.
+            self.stats.listen_overflows += 1;
+            return true;
+        }
+        if self.live >= self.cfg.max_connections {
+            self.stats.syns_refused += 1;
+            self.queue_rst_for(ip.src, ip.dst, seg);
+            return true;
+        }
+        let capable = seg.options.mptcp.iter().find_map(|o| match o {
+            MptcpRepr::Capable(c) => Some(*c),
+            _ => None,
+        });
+        if params.mptcp
+            && let Some(c) = capable
+        {
+            // RFC 8684 section 3.1: the third ACK carries the server's key from the SYN/ACK.
+            // Ours was derived from the cookie: anything else means the peer never saw our
+            // SYN/ACK (a forgery built on a guessed or replayed cookie), and nothing is made.
+            let echoed = match c.keys {
+                CapableKeys::Both { receiver_key, .. }
+                | CapableKeys::WithData { receiver_key, .. } => Some(receiver_key),
+                _ => None,
+            };
+            if echoed != Some(derived.key) {
+                self.stats.cookie_key_mismatch += 1;
+                self.queue_rst_for(ip.src, ip.dst, seg);
+                return true;
+            }
+            // The key's token must not name another live connection (section 3.1); the SYN
+            // was checked, but a connection may have taken it since.
+            if self
+                .tokens
+                .contains_key(&KeyMaterial::from_key(derived.key).token)
+            {
+                self.stats.cookie_token_in_use += 1;
+                self.queue_rst_for(ip.src, ip.dst, seg);
+                return true;
+            }
+        }
+        // Without MP_CAPABLE on the third ACK the connection falls back to TCP as any other
+        // (section 3.7): the MPTCP layer sees that when it gets the segment.
+        let ts = seg.options.timestamp.filter(|_| self.cfg.tcp.timestamps);
+        let syn = cookie_syn(
+            local,
+            remote,
+            client_isn,
+            seg.window,
+            params,
+            ts.map(|t| {
+                let (ws, sack) = cookie::decode_ts_bits(t.tsecr);
+                (t.tsval, ws, sack)
+            }),
+        );
+        let cfg = self.tcp_config(local.ip());
+        let tcp = Connection::accept_cookie(cfg, local, remote, isn, derived.ts_offset, &syn);
+        let conn = MptcpConnection::accept(&self.cfg.mptcp, derived.key, tcp, &syn);
+        self.stats.accepted += 1;
+        let idx = self.insert(Slot {
+            conn,
+            pm: self.cfg.path_manager.build(),
+            pm_dirty: true,
+            pm_started: false,
+            listener: true,
+            announced_open: false,
+            announced_closed: false,
+            readable_announced: false,
+            writable_wanted: false,
+            released: false,
+            in_backlog: false,
+        });
+        if let Some(Some(slot)) = self.slots.get_mut(idx) {
+            slot.conn.handle_segment(0, now, seg);
+        }
+        self.update_events(idx);
+        self.run_path_manager(idx, now);
+        true
+    }
+
     /// RFC 8684 section 3.2: a SYN with MP_JOIN joins the connection its token names, or is
     /// answered with RST and creates nothing.
     fn handle_join_syn(
@@ -951,6 +1274,27 @@ impl Endpoint {
             self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
             return;
         };
+        // Joins in their handshake are capped per connection: beyond `max_pending_joins`, or
+        // when pending joins are what fills the subflow limit, the oldest pending one is
+        // forgotten for this one, so SYNs that never complete (spoofed by someone who saw
+        // the token) cannot keep a real join out for as long as their SYN/ACKs are retried.
+        let cap = self.cfg.max_pending_joins.max(1);
+        let room = self.subflow_room(idx).unwrap_or(false);
+        if let Some(Some(slot)) = self.slots.get_mut(idx)
+            && slot.conn.can_join()
+        {
+            let pending = slot.conn.pending_joins();
+            if (pending >= cap || (!room && pending > 0))
+                && let Some(i) = slot.conn.evict_pending_join()
+            {
+                if let Some(key) = slot.conn.subflow_addrs(i)
+                    && self.by_tuple.get(&key) == Some(&(idx, i))
+                {
+                    self.by_tuple.remove(&key);
+                }
+                self.stats.joins_evicted += 1;
+            }
+        }
         if !self.subflow_room(idx).unwrap_or(false) {
             self.stats.join_refused += 1;
             self.queue_rst_for(ip.src, ip.dst, &ip.tcp);
@@ -982,6 +1326,45 @@ impl Endpoint {
     }
 }
 
+/// The SYN a cookie stands for: from `remote` to `local` with sequence number `seq`, the
+/// cookie's MSS and MP_CAPABLE, and with timestamps (`ts`: the peer's TSval, window scale and
+/// SACK-permitted) when the cookie carries them.
+fn cookie_syn(
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: TcpSeq,
+    window: u16,
+    params: SynParams,
+    ts: Option<(u32, Option<u8>, bool)>,
+) -> TcpSegment<'static> {
+    let mut mptcp = MptcpOptions::default();
+    if params.mptcp {
+        let _ = mptcp.push(MptcpRepr::Capable(CapableRepr {
+            version: 1,
+            flags: CapableFlags::v1(params.checksum, false),
+            keys: CapableKeys::None,
+        }));
+    }
+    TcpSegment {
+        src_port: remote.port(),
+        dst_port: local.port(),
+        seq,
+        ack: TcpSeq(0),
+        flags: TcpFlags(TcpFlags::SYN),
+        window,
+        urgent: 0,
+        options: TcpOptions {
+            mss: Some(params.mss()),
+            window_scale: ts.and_then(|(_, ws, _)| ws),
+            sack_permitted: ts.is_some_and(|(_, _, sack)| sack),
+            timestamp: ts.map(|(tsval, _, _)| Timestamp { tsval, tsecr: 0 }),
+            mptcp,
+            ..TcpOptions::default()
+        },
+        payload: &[],
+    }
+}
+
 impl Node for Endpoint {
     fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.packets_in += 1;
@@ -1010,6 +1393,17 @@ impl Node for Endpoint {
                 .and_then(|s| s.as_ref())
                 .and_then(|s| s.conn.subflows().get(sub))
                 .is_some_and(|s| s.is_retired() && s.tcp().is_closed());
+            let handshake = self
+                .slots
+                .get(idx)
+                .and_then(|s| s.as_ref())
+                .is_some_and(|s| s.listener && !s.announced_open && !s.conn.is_closed());
+            if !retired && handshake && !seg.flags.rst() && self.backlog_full(seg.dst_port) {
+                // The accept backlog is full: the handshake waits (our SYN/ACK is sent again on
+                // its timer, the client's ACK with it), as Linux's listen-queue overflow.
+                self.stats.listen_overflows += 1;
+                return;
+            }
             if !retired {
                 if let Some(Some(slot)) = self.slots.get_mut(idx) {
                     slot.conn.handle_segment(sub, now, seg);
@@ -1037,10 +1431,16 @@ impl Node for Endpoint {
             }
         }
         if f.syn() && !f.ack() && !f.rst() && self.listeners.contains(&seg.dst_port) {
+            // The accept backlog is full: no answer (the client sends its SYN again later),
+            // as Linux does on a listen-queue overflow; an RST would end its attempt.
+            if self.backlog_full(seg.dst_port) {
+                self.stats.listen_overflows += 1;
+                return;
+            }
             // A SYN flood fills the table of half-open connections, not the endpoint: beyond
-            // `max_half_open` the oldest half-open one is forgotten (a SYN cache with
-            // eviction, as BSD's), so a real client whose handshake completes in time gets
-            // through whatever the flood's rate.
+            // `max_half_open` SYNs get a stateless cookie (RFC 4987 section 3.6) or, with
+            // cookies off, the oldest half-open one is forgotten (a SYN cache with eviction,
+            // as BSD's).
             // Entries that completed or closed leave from the front as they come up, and the
             // whole table is compacted at most once per quarter of its size in SYNs: O(1)
             // per SYN on average, flood or not.
@@ -1060,6 +1460,15 @@ impl Node for Endpoint {
                 self.syns_since_compaction = 0;
             }
             self.syns_since_compaction += 1;
+            if self.half_open.len() >= max && self.cfg.syn_cookies {
+                if self.live >= self.cfg.max_connections {
+                    self.stats.syns_refused += 1;
+                    self.queue_rst_for(ip.src, ip.dst, seg);
+                } else {
+                    self.queue_cookie(now, local, remote, seg);
+                }
+                return;
+            }
             if self.half_open.len() >= max
                 && let Some(oldest) = self.half_open.pop_front()
             {
@@ -1089,8 +1498,23 @@ impl Node for Endpoint {
                 readable_announced: false,
                 writable_wanted: false,
                 released: false,
+                in_backlog: false,
             });
             self.half_open.push_back(idx);
+            return;
+        }
+        // An ACK for no connection on a listening port may be the third ACK of a SYN cookie
+        // (checked only within a cookie's lifetime of the last one sent, as Linux does).
+        let cookie_life =
+            Duration::from_millis(cookie::COOKIE_PERIOD_MS as u64) * cookie::COOKIE_PERIODS;
+        if f.ack()
+            && !f.syn()
+            && !f.rst()
+            && self.cfg.syn_cookies
+            && self.listeners.contains(&seg.dst_port)
+            && self.cookies_sent_at.is_some_and(|t| now - t < cookie_life)
+            && self.accept_cookie(now, local, remote, &ip)
+        {
             return;
         }
         self.stats.no_connection += 1;
@@ -1123,6 +1547,18 @@ impl Node for Endpoint {
             self.stats.rsts_sent += 1;
             self.stats.packets_out += 1;
             return rst.emit(buf).ok();
+        }
+        while let Some(c) = self.cookie_synacks.pop_front() {
+            // The SYN/ACK of a cookie, written by a connection made for it and dropped at
+            // once: the same options and layout as any SYN/ACK of ours, nothing kept.
+            let cfg = self.tcp_config(c.local.ip());
+            let tcp = Connection::accept(cfg, c.local, c.remote, c.isn, c.ts_offset, &c.syn);
+            let mut conn = MptcpConnection::accept(&self.cfg.mptcp, c.key, tcp, &c.syn);
+            let limit = buf.len().min(self.cfg.mtu);
+            if let Some(n) = conn.poll_transmit(c.at, &mut buf[..limit]) {
+                self.stats.packets_out += 1;
+                return Some(n);
+            }
         }
         let n = self.slots.len();
         let limit = buf.len().min(self.cfg.mtu);

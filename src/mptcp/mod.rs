@@ -276,6 +276,9 @@ struct SubflowState {
     join_ack_timer: Option<(Instant, u32)>,
     /// A signal took the DSS's place on the last pure ACK: send another with the DATA_ACK.
     resend_ack: bool,
+    /// Server: the order in which joins were accepted (the oldest pending one is evicted
+    /// first).
+    join_order: u64,
 }
 
 impl SubflowState {
@@ -303,6 +306,7 @@ impl SubflowState {
             join_ack_again: false,
             join_ack_timer: None,
             resend_ack: false,
+            join_order: 0,
         }
     }
 }
@@ -1180,6 +1184,12 @@ fn data_mss(tcp: &Connection) -> usize {
 /// The most subflows a connection holds (the scheduler's snapshot lives on the stack).
 pub const MAX_SUBFLOWS: usize = 16;
 
+/// A passive join in its handshake: SYN/ACK sent, third ACK not yet verified.
+fn is_pending_join(s: &Subflow) -> bool {
+    s.tcp.state() == State::SynReceived
+        && s.st.join.is_some_and(|j| j.phase == JoinPhase::Handshake)
+}
+
 /// An MPTCP connection (see the module docs).
 #[derive(Debug)]
 pub struct MptcpConnection {
@@ -1196,6 +1206,8 @@ pub struct MptcpConnection {
     scheduler: Box<dyn Scheduler>,
     /// Opportunistic retransmission has sent everything below this DSN again already.
     opportunistic_upto: Option<Dsn>,
+    /// Joins accepted so far (numbers [`SubflowState::join_order`]).
+    joins_accepted: u64,
 }
 
 impl MptcpConnection {
@@ -1250,6 +1262,7 @@ impl MptcpConnection {
             fin_una: None,
             scheduler: cfg.scheduler.build(),
             opportunistic_upto: None,
+            joins_accepted: 0,
         };
         c.subflows[0].st.fail_streak = c.stale_after_rtos.saturating_add(1);
         c
@@ -1369,6 +1382,8 @@ impl MptcpConnection {
         let irs = syn.seq;
         let i = self.push_subflow(tcp, join)?;
         let st = &mut self.subflows[i].st;
+        st.join_order = self.joins_accepted;
+        self.joins_accepted += 1;
         st.irs = irs;
         st.local_id = local_id;
         st.remote_id = addr_id;
@@ -1403,6 +1418,28 @@ impl MptcpConnection {
             let s = &self.subflows[i];
             s.st.retired && s.tcp.is_closed()
         })
+    }
+
+    /// Server: joins accepted and still in their handshake (SYN/ACK sent, no verified third
+    /// ACK yet). They count toward the subflow limit until they complete or go.
+    pub fn pending_joins(&self) -> usize {
+        self.subflows.iter().filter(|s| is_pending_join(s)).count()
+    }
+
+    /// Server: forget the oldest join still in its handshake, without a word (no RST: its SYN
+    /// may well have been spoofed by someone who saw the token), so that its slot can take a
+    /// newer join at once. Returns its index.
+    pub fn evict_pending_join(&mut self) -> Option<usize> {
+        let i = (0..self.subflows.len())
+            .filter(|&i| is_pending_join(&self.subflows[i]))
+            .min_by_key(|&i| self.subflows[i].st.join_order)?;
+        let s = &mut self.subflows[i];
+        if let Some(j) = s.st.join.as_mut() {
+            j.phase = JoinPhase::Failed;
+        }
+        s.tcp.forget();
+        self.retire_closed_subflows();
+        Some(i)
     }
 
     /// Subflows that are not closed.

@@ -435,6 +435,33 @@ impl Connection {
         c
     }
 
+    /// A passive open rebuilt from a SYN cookie: `syn` is the SYN as the cookie remembers it,
+    /// and its SYN/ACK already went out (statelessly, with `iss` as the cookie), so the
+    /// connection waits for the third ACK with nothing to retransmit. It is fed that ACK
+    /// next.
+    pub fn accept_cookie(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: TcpSeq,
+        ts_offset: u32,
+        syn: &TcpSegment<'_>,
+    ) -> Self {
+        let mut c = Self::accept(cfg, local, remote, iss, ts_offset, syn);
+        c.syn_rexmit = false;
+        c.snd_nxt = iss + 1;
+        c.snd_max = iss + 1;
+        c
+    }
+
+    /// Forget the connection without a word (no RST): an evicted half-open handshake whose
+    /// peer may well be spoofed.
+    pub fn forget(&mut self) {
+        self.send_rst = false;
+        self.rst_reply = None;
+        self.enter_closed(Some(ConnError::Aborted));
+    }
+
     fn take_syn_options(&mut self, syn: &TcpSegment<'_>) {
         let o = &syn.options;
         if let Some(mss) = o.mss {
