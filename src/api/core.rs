@@ -202,6 +202,11 @@ impl Core {
 
     /// Reset every connection (the stack is going away).
     pub(crate) fn abort_all(&mut self) {
+        // Streams learn that the stack is stopping before the resets wake them, so a blocked
+        // reader or writer always sees `NotConnected`, never a race with `ConnectionAborted`.
+        for c in self.conns.values() {
+            c.signal.stop();
+        }
         let handles: Vec<_> = self.conns.keys().copied().collect();
         for h in handles {
             let _ = self.ep.abort(h);

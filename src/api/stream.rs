@@ -408,6 +408,14 @@ impl MptcpStream {
         let timeout = *timeout.lock().unwrap_or_else(PoisonError::into_inner);
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
+            // The stack is going away (or gone): the same answer however the wake-up raced
+            // with the resets it sent on its way out.
+            if self.signal.is_stopped() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the MPTCP stack has stopped",
+                ));
+            }
             match attempt()? {
                 Step::Ready(t) => return Ok(t),
                 Step::Wait(seq) => {
