@@ -196,9 +196,8 @@ mod interop {
         if case.special == Special::Checksum {
             extra.push("--checksum");
         }
-        if case.offload {
-            extra.extend(["--offload", "on"]);
-        }
+        // Both modes explicitly: mptcp-tun's default is auto (on where Linux allows).
+        extra.extend(["--offload", if case.offload { "on" } else { "off" }]);
         let devs: Vec<String> = case.paths.iter().map(|&p| topo.s_dev(p)).collect();
         let moved = |before: &[(u64, u64)]| -> u64 {
             devs.iter()

@@ -111,9 +111,9 @@ struct Common {
     #[arg(long)]
     plain_tcp: bool,
     /// TUN segmentation offload (Linux IFF_VNET_HDR): packets cross the TUN in batches, TCP
-    /// segments of one burst coalesced into one write (the kernel splits them again). auto:
-    /// where the OS supports it.
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = Offload::Off)]
+    /// segments of one burst coalesced into one write (the kernel splits them again). auto
+    /// (default): where the OS supports it; off: one packet per system call.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Offload::Auto)]
     offload: Offload,
     /// The TUN device's MTU (576-65535; at least 1280 with an IPv6 --addr).
     #[arg(long, value_name = "BYTES", default_value_t = 1500)]
