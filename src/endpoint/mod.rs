@@ -28,7 +28,8 @@
 //!   SYNs and handshake-completing ACKs to the port are dropped without an answer (Linux's
 //!   listen-queue overflow: the client retries), and counted (`listen_overflows`).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use rand::rngs::StdRng;
@@ -284,6 +285,13 @@ struct Slot {
     /// Announced as accepted and not yet claimed by the application: counts in its port's
     /// accept backlog.
     in_backlog: bool,
+    /// The deadline this slot has in the endpoint's timer heap (entries for other instants
+    /// are stale and skipped).
+    timer: Option<Instant>,
+    /// Changed since its deadline was last computed: in `Endpoint::stale`.
+    stale: bool,
+    /// In `Endpoint::ready`: offered the next transmit opportunity.
+    queued: bool,
 }
 
 /// A stack instance: connections, listeners, addresses.
@@ -319,7 +327,17 @@ pub struct Endpoint {
     backlog: HashMap<u16, usize>,
     events: VecDeque<Event>,
     rsts: VecDeque<IpSegment<'static>>,
-    cursor: usize,
+    /// Every slot's next deadline, earliest first: `(deadline, slot)`, stale entries
+    /// (the slot's `timer` moved) skipped when they come up and purged when they pile up.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Slots changed since their deadline was computed (see [`Endpoint::touch`]).
+    stale: Vec<usize>,
+    /// Slots that may have a packet to send, in the order they were touched: a connection
+    /// that sent goes to the back (round-robin), one with nothing to send leaves until it is
+    /// touched again. Nothing else can give a connection something to send.
+    ready: VecDeque<usize>,
+    /// Scratch for the slots whose deadline came.
+    due: Vec<usize>,
     stats: EndpointStats,
 }
 
@@ -348,7 +366,10 @@ impl Endpoint {
             backlog: HashMap::new(),
             events: VecDeque::new(),
             rsts: VecDeque::new(),
-            cursor: 0,
+            timers: BinaryHeap::new(),
+            stale: Vec::new(),
+            ready: VecDeque::new(),
+            due: Vec::new(),
             stats: EndpointStats::default(),
         }
     }
@@ -393,7 +414,7 @@ impl Endpoint {
         };
         for idx in 0..self.slots.len() {
             let id = self.addr_id(idx, addr);
-            if let Some(Some(slot)) = self.slots.get_mut(idx) {
+            if let Some(slot) = self.slot_at(idx) {
                 let uses = slot
                     .conn
                     .subflows()
@@ -430,7 +451,10 @@ impl Endpoint {
             return;
         };
         l.flags.backup = backup;
-        for slot in self.slots.iter_mut().flatten() {
+        for idx in 0..self.slots.len() {
+            let Some(slot) = self.slot_at(idx) else {
+                continue;
+            };
             let subs: Vec<usize> = (0..slot.conn.subflows().len())
                 .filter(|&i| slot.conn.subflows()[i].tcp().local().ip() == addr)
                 .collect();
@@ -446,8 +470,10 @@ impl Endpoint {
     }
 
     fn mark_all_pm_dirty(&mut self) {
-        for slot in self.slots.iter_mut().flatten() {
-            slot.pm_dirty = true;
+        for idx in 0..self.slots.len() {
+            if let Some(slot) = self.slot_at(idx) {
+                slot.pm_dirty = true;
+            }
         }
     }
 
@@ -586,7 +612,77 @@ impl Endpoint {
         self.by_tuple.insert(key, (idx, 0));
         self.tokens.insert(token, idx);
         self.live += 1;
+        self.touch(idx);
         idx
+    }
+
+    /// Slot `idx` may have changed: its deadline is computed again and it is offered the next
+    /// transmit opportunity. Every path that changes a connection goes through here (or
+    /// [`Endpoint::slot_at`]), which is what keeps timers and transmits O(1) per packet
+    /// instead of a scan of every connection.
+    fn touch(&mut self, idx: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        if !slot.stale {
+            slot.stale = true;
+            self.stale.push(idx);
+        }
+        if !slot.queued {
+            slot.queued = true;
+            self.ready.push_back(idx);
+        }
+    }
+
+    /// Slot `idx`, to be changed (so touched).
+    fn slot_at(&mut self, idx: usize) -> Option<&mut Slot> {
+        self.touch(idx);
+        self.slots.get_mut(idx)?.as_mut()
+    }
+
+    /// Put the deadlines of the touched slots in the heap, and drop stale entries from its
+    /// top so that [`Node::poll_timeout`] reads a live one.
+    fn refresh_timers(&mut self) {
+        let mut stale = std::mem::take(&mut self.stale);
+        for idx in stale.drain(..) {
+            let Some(Some(slot)) = self.slots.get_mut(idx) else {
+                continue;
+            };
+            if !std::mem::take(&mut slot.stale) {
+                continue;
+            }
+            let next = slot.deadline();
+            if next != slot.timer {
+                slot.timer = next;
+                if let Some(t) = next {
+                    self.timers.push(Reverse((t, idx)));
+                }
+            }
+        }
+        self.stale = stale;
+        while let Some(&Reverse((t, idx))) = self.timers.peek() {
+            if self.timer_is_live(t, idx) {
+                break;
+            }
+            self.timers.pop();
+        }
+        // A deadline that keeps moving leaves an entry behind each time: rebuild the heap
+        // from the slots once stale entries outnumber live ones (amortised O(1) per push).
+        if self.timers.len() > 2 * self.live + 64 {
+            self.timers = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some(Reverse((s.as_ref()?.timer?, i))))
+                .collect();
+        }
+    }
+
+    fn timer_is_live(&self, t: Instant, idx: usize) -> bool {
+        self.slots
+            .get(idx)
+            .and_then(|s| s.as_ref())
+            .is_some_and(|s| s.timer == Some(t))
     }
 
     /// Open a connection from `local` (port 0: an ephemeral port) to `remote`.
@@ -611,19 +707,7 @@ impl Endpoint {
         let tcp = Connection::connect(cfg, local, remote, iss, ts);
         let key = self.new_key();
         let conn = MptcpConnection::connect(&self.cfg.mptcp, key, tcp);
-        let idx = self.insert(Slot {
-            conn,
-            pm: self.cfg.path_manager.build(),
-            pm_dirty: true,
-            pm_started: false,
-            listener: false,
-            announced_open: false,
-            announced_closed: false,
-            readable_announced: false,
-            writable_wanted: false,
-            released: false,
-            in_backlog: false,
-        });
+        let idx = self.insert(Slot::new(conn, self.cfg.path_manager.build(), false));
         Ok(ConnectionHandle(idx))
     }
 
@@ -775,6 +859,7 @@ impl Endpoint {
 
     /// Run the path manager of connection `idx` if it has something to look at.
     fn run_path_manager(&mut self, idx: usize, now: Instant) {
+        self.touch(idx);
         let Some(Some(slot)) = self.slots.get_mut(idx) else {
             return;
         };
@@ -842,10 +927,7 @@ impl Endpoint {
     }
 
     fn slot_mut(&mut self, h: ConnectionHandle) -> Result<&mut Slot, EndpointError> {
-        self.slots
-            .get_mut(h.0)
-            .and_then(|s| s.as_mut())
-            .ok_or(EndpointError::UnknownConnection)
+        self.slot_at(h.0).ok_or(EndpointError::UnknownConnection)
     }
 
     /// Take an accepted connection off its listener's accept backlog: the application has it
@@ -942,7 +1024,7 @@ impl Endpoint {
     /// is out.
     pub fn release(&mut self, h: ConnectionHandle) {
         self.leave_backlog(h.0);
-        let Some(Some(slot)) = self.slots.get_mut(h.0) else {
+        let Some(slot) = self.slot_at(h.0) else {
             return;
         };
         slot.released = true;
@@ -1239,20 +1321,8 @@ impl Endpoint {
         let tcp = Connection::accept_cookie(cfg, local, remote, isn, derived.ts_offset, &syn);
         let conn = MptcpConnection::accept(&self.cfg.mptcp, derived.key, tcp, &syn);
         self.stats.accepted += 1;
-        let idx = self.insert(Slot {
-            conn,
-            pm: self.cfg.path_manager.build(),
-            pm_dirty: true,
-            pm_started: false,
-            listener: true,
-            announced_open: false,
-            announced_closed: false,
-            readable_announced: false,
-            writable_wanted: false,
-            released: false,
-            in_backlog: false,
-        });
-        if let Some(Some(slot)) = self.slots.get_mut(idx) {
+        let idx = self.insert(Slot::new(conn, self.cfg.path_manager.build(), true));
+        if let Some(slot) = self.slot_at(idx) {
             slot.conn.handle_segment(0, now, seg);
         }
         self.update_events(idx);
@@ -1280,7 +1350,7 @@ impl Endpoint {
         // the token) cannot keep a real join out for as long as their SYN/ACKs are retried.
         let cap = self.cfg.max_pending_joins.max(1);
         let room = self.subflow_room(idx).unwrap_or(false);
-        if let Some(Some(slot)) = self.slots.get_mut(idx)
+        if let Some(slot) = self.slot_at(idx)
             && slot.conn.can_join()
         {
             let pending = slot.conn.pending_joins();
@@ -1311,7 +1381,7 @@ impl Endpoint {
             .local_addrs
             .iter()
             .any(|l| l.addr == local.ip() && l.flags.backup);
-        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+        let Some(slot) = self.slot_at(idx) else {
             return;
         };
         match slot.conn.accept_join(tcp, &ip.tcp, local_id, nonce, backup) {
@@ -1405,7 +1475,7 @@ impl Node for Endpoint {
                 return;
             }
             if !retired {
-                if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                if let Some(slot) = self.slot_at(idx) {
                     slot.conn.handle_segment(sub, now, seg);
                     self.update_events(idx);
                     self.run_path_manager(idx, now);
@@ -1487,19 +1557,7 @@ impl Node for Endpoint {
             let key = self.new_key();
             let conn = MptcpConnection::accept(&self.cfg.mptcp, key, tcp, seg);
             self.stats.accepted += 1;
-            let idx = self.insert(Slot {
-                conn,
-                pm: self.cfg.path_manager.build(),
-                pm_dirty: true,
-                pm_started: false,
-                listener: true,
-                announced_open: false,
-                announced_closed: false,
-                readable_announced: false,
-                writable_wanted: false,
-                released: false,
-                in_backlog: false,
-            });
+            let idx = self.insert(Slot::new(conn, self.cfg.path_manager.build(), true));
             self.half_open.push_back(idx);
             return;
         }
@@ -1522,24 +1580,36 @@ impl Node for Endpoint {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        for idx in 0..self.slots.len() {
-            let (due, pm_due) = match &self.slots[idx] {
-                Some(slot) => (
-                    slot.conn.poll_timeout().is_some_and(|t| t <= now),
-                    slot.pm_wake().is_some_and(|t| t <= now),
-                ),
-                None => (false, false),
+        self.refresh_timers();
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(&Reverse((t, idx))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.timer_is_live(t, idx)
+                && let Some(Some(slot)) = self.slots.get_mut(idx)
+            {
+                slot.timer = None;
+                due.push(idx);
+            }
+        }
+        for idx in due.drain(..) {
+            let Some(slot) = self.slot_at(idx) else {
+                continue;
             };
-            if due {
-                if let Some(Some(slot)) = self.slots.get_mut(idx) {
-                    slot.conn.handle_timeout(now);
-                }
+            let conn_due = slot.conn.poll_timeout().is_some_and(|t| t <= now);
+            let pm_due = slot.pm_wake().is_some_and(|t| t <= now);
+            if conn_due {
+                slot.conn.handle_timeout(now);
                 self.update_events(idx);
             }
-            if due || pm_due {
+            if conn_due || pm_due {
                 self.run_path_manager(idx, now);
             }
         }
+        self.due = due;
+        self.refresh_timers();
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
@@ -1560,39 +1630,76 @@ impl Node for Endpoint {
                 return Some(n);
             }
         }
-        let n = self.slots.len();
         let limit = buf.len().min(self.cfg.mtu);
-        for i in 0..n {
-            let idx = (self.cursor + i) % n;
+        while let Some(idx) = self.ready.pop_front() {
             let Some(Some(slot)) = self.slots.get_mut(idx) else {
                 continue;
             };
-            if !slot.conn.wants_to_transmit() {
+            if !std::mem::take(&mut slot.queued) || !slot.conn.wants_to_transmit() {
                 continue;
             }
             let out = slot.conn.poll_transmit(now, &mut buf[..limit]);
+            // Sending changes timers (retransmission, delayed ACK). A connection that sent
+            // may have more: back of the queue, after the others (round-robin); one that had
+            // nothing it may send (a full window) waits to be touched by an ACK or a timer.
+            if !slot.stale {
+                slot.stale = true;
+                self.stale.push(idx);
+            }
+            if out.is_some() {
+                slot.queued = true;
+                self.ready.push_back(idx);
+            }
             self.update_events(idx);
             if let Some(len) = out {
-                // Next time start after this connection: round-robin between connections.
-                self.cursor = (idx + 1) % n;
                 self.stats.packets_out += 1;
                 return Some(len);
             }
         }
+        self.refresh_timers();
         None
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.slots
+        // The heap's top (live after `refresh_timers`, at worst early), and the slots touched
+        // since: only those can have moved their deadline earlier.
+        let top = self.timers.peek().map(|Reverse((t, _))| *t);
+        self.stale
             .iter()
-            .flatten()
-            .flat_map(|s| [s.conn.poll_timeout(), s.pm_wake()])
-            .flatten()
+            .filter_map(|&i| self.slots.get(i)?.as_ref()?.deadline())
+            .chain(top)
             .min()
     }
 }
 
 impl Slot {
+    fn new(conn: MptcpConnection, pm: Box<dyn PathManager>, listener: bool) -> Slot {
+        Slot {
+            conn,
+            pm,
+            pm_dirty: true,
+            pm_started: false,
+            listener,
+            announced_open: false,
+            announced_closed: false,
+            readable_announced: false,
+            writable_wanted: false,
+            released: false,
+            in_backlog: false,
+            timer: None,
+            stale: false,
+            queued: false,
+        }
+    }
+
+    /// The earliest of the connection's timers and its path manager's wake-up.
+    fn deadline(&self) -> Option<Instant> {
+        match (self.conn.poll_timeout(), self.pm_wake()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// When the path manager wants to run: now (the epoch) if something changed since it
     /// last ran, else its own timer.
     fn pm_wake(&self) -> Option<Instant> {

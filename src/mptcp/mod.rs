@@ -1673,6 +1673,18 @@ impl MptcpConnection {
         n
     }
 
+    /// The bytes of memory the buffers hold, connection level and every subflow's (what is
+    /// allocated, which grows with use up to the configured limits; not the limits).
+    pub fn buffer_memory(&self) -> usize {
+        self.sh.tx.allocated()
+            + self.sh.rx.allocated()
+            + self
+                .subflows
+                .iter()
+                .map(|s| s.tcp.buffer_memory())
+                .sum::<usize>()
+    }
+
     /// Bytes ready to read.
     pub fn recv_available(&self) -> usize {
         let direct = if self.sh.mode == Mode::Fallback {

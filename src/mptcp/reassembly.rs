@@ -54,6 +54,11 @@ impl Reassembly {
         self.ring.free()
     }
 
+    /// Bytes of memory allocated (the ring and the out-of-order list), not the limit.
+    pub fn allocated(&self) -> usize {
+        self.ring.allocated() + self.ooo.capacity() * std::mem::size_of::<(Dsn, Dsn)>()
+    }
+
     /// Whether out-of-order data is held.
     pub fn has_gaps(&self) -> bool {
         !self.ooo.is_empty()
