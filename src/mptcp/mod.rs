@@ -1404,6 +1404,9 @@ impl MptcpConnection {
                 Some(i)
             }
             None if self.subflows.len() < MAX_SUBFLOWS => {
+                // One more slot, not the doubling `push` would do: a subflow is a kilobyte and
+                // most connections have one or two (a Vec of them starts at four).
+                self.subflows.reserve_exact(1);
                 self.subflows.push(sub);
                 Some(self.subflows.len() - 1)
             }
