@@ -240,6 +240,8 @@ struct SubflowState {
     next_tag: u64,
     tx_maps: VecDeque<TxMap>,
     rx_maps: VecDeque<RxMap>,
+    /// The most entries of `rx_maps` (see [`rx_map_cap`]).
+    rx_map_cap: usize,
     /// MP_JOIN state of an additional subflow (`None` for the initial subflow).
     join: Option<JoinState>,
     /// Address ids of the local and remote ends (0 for the initial subflow's addresses).
@@ -282,8 +284,9 @@ struct SubflowState {
 }
 
 impl SubflowState {
-    fn new(iss: TcpSeq, join: Option<JoinState>) -> Self {
+    fn new(iss: TcpSeq, join: Option<JoinState>, rx_map_cap: usize) -> Self {
         SubflowState {
+            rx_map_cap,
             iss,
             irs: TcpSeq(0),
             next_tag: 0,
@@ -852,7 +855,12 @@ impl Hooks for SubflowHooks<'_> {
                             wire_len: data_len,
                             infinite: false,
                         };
-                        record_rx_map(&mut self.st.rx_maps, map, &mut sh.counters);
+                        record_rx_map(
+                            &mut self.st.rx_maps,
+                            map,
+                            &mut sh.counters,
+                            self.st.rx_map_cap,
+                        );
                     }
                 }
                 MptcpRepr::Dss(d) => {
@@ -903,7 +911,12 @@ impl Hooks for SubflowHooks<'_> {
                                 wire_len: m.data_len,
                                 infinite: false,
                             };
-                            record_rx_map(&mut self.st.rx_maps, map, &mut sh.counters);
+                            record_rx_map(
+                                &mut self.st.rx_maps,
+                                map,
+                                &mut sh.counters,
+                                self.st.rx_map_cap,
+                            );
                         }
                     }
                 }
@@ -991,8 +1004,16 @@ impl Hooks for SubflowHooks<'_> {
     }
 }
 
-/// The most mappings remembered per subflow ahead of its data.
-const MAX_RX_MAPS: usize = 1024;
+/// The fewest mappings remembered per subflow ahead of its data; more with a larger receive
+/// buffer (see [`rx_map_cap`]).
+const MIN_RX_MAPS: usize = 1024;
+
+/// The most mappings a subflow remembers: one per 512 bytes its receive buffer can hold (a
+/// sender mapping segment by segment between subflows needs one per segment in flight), at
+/// least [`MIN_RX_MAPS`].
+fn rx_map_cap(rx_buffer: usize) -> usize {
+    (rx_buffer / 512).max(MIN_RX_MAPS)
+}
 
 /// The most REMOVE_ADDR ids waiting to be acted on.
 const MAX_REMOVED_RX: usize = 16;
@@ -1057,24 +1078,70 @@ fn write_signals(
     }
 }
 
-fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters) {
-    if maps.len() >= MAX_RX_MAPS {
-        // Bounded: a peer announcing mappings far ahead of its data gets them dropped (they
-        // come again on the data's own segments).
+/// Remember a mapping received on a subflow, in subflow-sequence order. Mappings without a
+/// checksum that continue one another in both sequence spaces are kept as one (a sender that
+/// maps segment by segment, as ours and Linux's do between two busy subflows, would otherwise
+/// fill the list with a window's worth), and one that repeats part of a known mapping
+/// (a retransmission) adds nothing. Bounded by `cap`: beyond it a new mapping is dropped and
+/// counted.
+fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters, cap: usize) {
+    let mergeable = |m: &RxMap| m.checksum.is_none() && !m.infinite;
+    // The first mapping that starts after this one.
+    let pos = maps.partition_point(|m| m.ssn.distance_from(map.ssn) <= 0);
+    if pos > 0 {
+        let prev = &mut maps[pos - 1];
+        if prev.ssn == map.ssn && !(mergeable(prev) && mergeable(&map)) {
+            if prev.dsn != map.dsn || prev.len != map.len {
+                counters.dss_not_matching += 1;
+            }
+            return;
+        }
+        let into = map.ssn.distance_from(prev.ssn) as u64;
+        let continues = prev.dsn + into == map.dsn;
+        if mergeable(prev) && mergeable(&map) && into < u64::from(prev.len) && !continues {
+            // The same subflow bytes at another DSN: keep what was announced first.
+            counters.dss_not_matching += 1;
+            return;
+        }
+        if mergeable(prev) && mergeable(&map) && into <= u64::from(prev.len) && continues {
+            let Ok(len) = u32::try_from((into + u64::from(map.len)).max(u64::from(prev.len)))
+            else {
+                counters.rx_maps_dropped += 1;
+                return;
+            };
+            prev.len = len;
+            merge_next(maps, pos - 1);
+            return;
+        }
+    }
+    if maps.len() >= cap {
+        // Bounded: a peer announcing mappings far ahead of its data, or many tiny ones, gets
+        // them dropped (a mapping ahead of its data comes again on the data's own segment).
         counters.rx_maps_dropped += 1;
         return;
     }
-    if let Some(known) = maps.iter().find(|m| m.ssn == map.ssn) {
-        if known.dsn != map.dsn || known.len != map.len {
-            counters.dss_not_matching += 1;
-        }
-        return;
-    }
-    let pos = maps
-        .iter()
-        .position(|m| m.ssn.distance_from(map.ssn) > 0)
-        .unwrap_or(maps.len());
     maps.insert(pos, map);
+    merge_next(maps, pos);
+}
+
+/// Fold the mapping after `i` into it when `i` now reaches it and both continue one another.
+fn merge_next(maps: &mut VecDeque<RxMap>, i: usize) {
+    while i + 1 < maps.len() {
+        let (cur, next) = (maps[i], maps[i + 1]);
+        let reach = next.ssn.distance_from(cur.ssn) as u64;
+        let mergeable = |m: &RxMap| m.checksum.is_none() && !m.infinite;
+        if !(mergeable(&cur) && mergeable(&next))
+            || reach > u64::from(cur.len)
+            || cur.dsn + reach != next.dsn
+        {
+            return;
+        }
+        let Ok(len) = u32::try_from((reach + u64::from(next.len)).max(u64::from(cur.len))) else {
+            return;
+        };
+        maps[i].len = len;
+        maps.remove(i + 1);
+    }
 }
 
 /// Whether a subflow may carry data: TCP established and, for a join, both HMACs verified.
@@ -1251,8 +1318,8 @@ impl MptcpConnection {
                 fallback_skip: 0,
             },
             subflows: vec![Subflow {
+                st: SubflowState::new(iss, None, rx_map_cap(tcp.recv_buffer_limit())),
                 tcp,
-                st: SubflowState::new(iss, None),
             }],
             max_mapping: cfg.max_mapping.clamp(1, 65_534),
             stale_after_rtos: cfg.stale_after_rtos.max(1),
@@ -1395,7 +1462,7 @@ impl MptcpConnection {
     /// Add a joining subflow, in the slot of a retired one when there is one (so the subflow
     /// count stays bounded as paths fail and come back). Returns its index.
     fn push_subflow(&mut self, tcp: Connection, join: JoinState) -> Option<usize> {
-        let mut st = SubflowState::new(tcp.iss(), Some(join));
+        let mut st = SubflowState::new(tcp.iss(), Some(join), rx_map_cap(tcp.recv_buffer_limit()));
         st.fail_streak = self.stale_after_rtos.saturating_add(1);
         let sub = Subflow { tcp, st };
         match self.reusable_slot() {
@@ -2584,5 +2651,99 @@ impl MptcpConnection {
         self.subflows
             .get(i)
             .map(|s| (s.tcp.local(), s.tcp.remote()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(ssn: u32, dsn: u64, len: u32) -> RxMap {
+        RxMap {
+            ssn: TcpSeq(ssn),
+            dsn: Dsn(dsn),
+            len,
+            checksum: None,
+            wire_len: len as u16,
+            infinite: false,
+        }
+    }
+
+    fn record(maps: &mut VecDeque<RxMap>, m: RxMap, c: &mut Counters) {
+        record_rx_map(maps, m, c, MIN_RX_MAPS);
+    }
+
+    fn spans(maps: &VecDeque<RxMap>) -> Vec<(u32, u64, u32)> {
+        maps.iter().map(|m| (m.ssn.0, m.dsn.0, m.len)).collect()
+    }
+
+    #[test]
+    fn mappings_that_continue_each_other_are_kept_as_one_in_either_order() {
+        let (mut maps, mut c) = (VecDeque::new(), Counters::default());
+        record(&mut maps, map(100, 5000, 10), &mut c);
+        record(&mut maps, map(120, 5020, 10), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 10), (120, 5020, 10)]);
+        // The segment between them arrives last and joins both.
+        record(&mut maps, map(110, 5010, 10), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 30)]);
+        assert_eq!(c.dss_not_matching, 0);
+    }
+
+    #[test]
+    fn a_mapping_contiguous_in_subflow_space_only_stays_apart() {
+        // Segment-by-segment scheduling: the next subflow bytes carry a later DSN.
+        let (mut maps, mut c) = (VecDeque::new(), Counters::default());
+        record(&mut maps, map(100, 5000, 10), &mut c);
+        record(&mut maps, map(110, 9000, 10), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 10), (110, 9000, 10)]);
+        assert_eq!(c.dss_not_matching, 0);
+    }
+
+    #[test]
+    fn a_retransmitted_part_of_a_known_mapping_adds_nothing_and_a_conflicting_one_is_counted() {
+        let (mut maps, mut c) = (VecDeque::new(), Counters::default());
+        record(&mut maps, map(100, 5000, 30), &mut c);
+        record(&mut maps, map(110, 5010, 10), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 30)]);
+        assert_eq!(c.dss_not_matching, 0);
+        // A retransmission re-segmented past the end extends it.
+        record(&mut maps, map(120, 5020, 20), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 40)]);
+        // The same subflow bytes at another DSN: the first announcement stands.
+        record(&mut maps, map(110, 7000, 10), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 40)]);
+        assert_eq!(c.dss_not_matching, 1);
+    }
+
+    #[test]
+    fn checksummed_mappings_are_never_merged() {
+        // Each is verified whole against its own checksum (RFC 8684 section 3.3.1).
+        let (mut maps, mut c) = (VecDeque::new(), Counters::default());
+        let with_sum = |ssn, dsn, len| RxMap {
+            checksum: Some(0x1234),
+            ..map(ssn, dsn, len)
+        };
+        record(&mut maps, with_sum(100, 5000, 10), &mut c);
+        record(&mut maps, with_sum(110, 5010, 10), &mut c);
+        record(&mut maps, with_sum(110, 5010, 10), &mut c);
+        assert_eq!(spans(&maps), [(100, 5000, 10), (110, 5010, 10)]);
+        assert_eq!(c.dss_not_matching, 0);
+    }
+
+    #[test]
+    fn mappings_are_capped_and_the_cap_grows_with_the_receive_buffer() {
+        let (mut maps, mut c) = (VecDeque::new(), Counters::default());
+        for i in 0..5u32 {
+            record_rx_map(
+                &mut maps,
+                map(100 + 20 * i, 20_000 * u64::from(i), 10),
+                &mut c,
+                3,
+            );
+        }
+        assert_eq!(maps.len(), 3);
+        assert_eq!(c.rx_maps_dropped, 2);
+        assert_eq!(rx_map_cap(64 * 1024), MIN_RX_MAPS);
+        assert_eq!(rx_map_cap(4 << 20), 8192);
     }
 }

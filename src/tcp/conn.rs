@@ -569,6 +569,10 @@ impl Connection {
     pub fn rcv_nxt(&self) -> TcpSeq {
         self.rcv_nxt
     }
+    /// The most bytes the receive buffer holds (its configured limit).
+    pub fn recv_buffer_limit(&self) -> usize {
+        self.rx.limit()
+    }
     /// The initial send sequence number.
     pub fn iss(&self) -> TcpSeq {
         self.iss
