@@ -9,7 +9,8 @@
 //! simulation (both stacks, the links, the event queue) on one core; the simulated duration is
 //! printed once per case, so a reader can check that two paths carry more than one.
 //!
-//! Run: `cargo bench --bench sim` (add `-- --quick` for a short run).
+//! Run: `cargo bench --bench sim` (add `-- --quick` for a short run); `SIM_RATE=100000000`
+//! sets another link rate in bit/s.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,7 +29,7 @@ const B2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 2, 2));
 const PORT: u16 = 5201;
 
 fn link(loss: f64) -> LinkConfig {
-    let rate = 1_000_000_000u64;
+    let rate: u64 = std::env::var("SIM_RATE").map_or(1_000_000_000, |v| v.parse().unwrap());
     let bdp = rate / 8 * 10 / 1000;
     LinkConfig::ideal(Duration::from_millis(5))
         .with_rate(rate, Some(bdp))

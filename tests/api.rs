@@ -279,6 +279,9 @@ fn transfer_survives_removing_a_path() {
             .iter()
             .all(|s| s.bytes_acked > 0 || s.state == mptcp_stack::tcp::State::Closed)
             && st.bytes_sent > 0
+            // Data waits in the send buffer (the server reads nothing yet): checked here too,
+            // since between two writes everything written so far may be acknowledged.
+            && st.send_queue > 0
         {
             break;
         }
