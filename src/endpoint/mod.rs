@@ -621,15 +621,24 @@ impl Endpoint {
     /// [`Endpoint::slot_at`]), which is what keeps timers and transmits O(1) per packet
     /// instead of a scan of every connection.
     fn touch(&mut self, idx: usize) {
-        let Some(Some(slot)) = self.slots.get_mut(idx) else {
-            return;
-        };
-        if !slot.stale {
-            slot.stale = true;
+        self.mark_stale(idx);
+        self.enqueue(idx);
+    }
+
+    /// Slot `idx`'s deadline is to be computed again.
+    fn mark_stale(&mut self, idx: usize) {
+        if let Some(Some(slot)) = self.slots.get_mut(idx)
+            && !std::mem::replace(&mut slot.stale, true)
+        {
             self.stale.push(idx);
         }
-        if !slot.queued {
-            slot.queued = true;
+    }
+
+    /// Slot `idx` is offered a transmit opportunity (at the back of the queue).
+    fn enqueue(&mut self, idx: usize) {
+        if let Some(Some(slot)) = self.slots.get_mut(idx)
+            && !std::mem::replace(&mut slot.queued, true)
+        {
             self.ready.push_back(idx);
         }
     }
@@ -1642,13 +1651,9 @@ impl Node for Endpoint {
             // Sending changes timers (retransmission, delayed ACK). A connection that sent
             // may have more: back of the queue, after the others (round-robin); one that had
             // nothing it may send (a full window) waits to be touched by an ACK or a timer.
-            if !slot.stale {
-                slot.stale = true;
-                self.stale.push(idx);
-            }
+            self.mark_stale(idx);
             if out.is_some() {
-                slot.queued = true;
-                self.ready.push_back(idx);
+                self.enqueue(idx);
             }
             self.update_events(idx);
             if let Some(len) = out {
@@ -1694,10 +1699,10 @@ impl Slot {
 
     /// The earliest of the connection's timers and its path manager's wake-up.
     fn deadline(&self) -> Option<Instant> {
-        match (self.conn.poll_timeout(), self.pm_wake()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.conn.poll_timeout(), self.pm_wake()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When the path manager wants to run: now (the epoch) if something changed since it

@@ -232,6 +232,26 @@ struct RxMap {
     infinite: bool,
 }
 
+impl RxMap {
+    /// Whether it may be merged with a neighbour: no checksum (each checksummed mapping is
+    /// verified whole) and not infinite.
+    fn mergeable(&self) -> bool {
+        self.checksum.is_none() && !self.infinite
+    }
+
+    /// Extend it to cover `len` bytes from `offset` on (never shrinking it); `false`, and
+    /// unchanged, when the length would not fit.
+    fn cover(&mut self, offset: u64, len: u32) -> bool {
+        match u32::try_from((offset + u64::from(len)).max(u64::from(self.len))) {
+            Ok(n) => {
+                self.len = n;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// The MPTCP side of one subflow.
 #[derive(Debug)]
 struct SubflowState {
@@ -1085,12 +1105,12 @@ fn write_signals(
 /// (a retransmission) adds nothing. Bounded by `cap`: beyond it a new mapping is dropped and
 /// counted.
 fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters, cap: usize) {
-    let mergeable = |m: &RxMap| m.checksum.is_none() && !m.infinite;
     // The first mapping that starts after this one.
     let pos = maps.partition_point(|m| m.ssn.distance_from(map.ssn) <= 0);
     if pos > 0 {
         let prev = &mut maps[pos - 1];
-        if prev.ssn == map.ssn && !(mergeable(prev) && mergeable(&map)) {
+        let mergeable = prev.mergeable() && map.mergeable();
+        if prev.ssn == map.ssn && !mergeable {
             if prev.dsn != map.dsn || prev.len != map.len {
                 counters.dss_not_matching += 1;
             }
@@ -1098,19 +1118,17 @@ fn record_rx_map(maps: &mut VecDeque<RxMap>, map: RxMap, counters: &mut Counters
         }
         let into = map.ssn.distance_from(prev.ssn) as u64;
         let continues = prev.dsn + into == map.dsn;
-        if mergeable(prev) && mergeable(&map) && into < u64::from(prev.len) && !continues {
+        if mergeable && into < u64::from(prev.len) && !continues {
             // The same subflow bytes at another DSN: keep what was announced first.
             counters.dss_not_matching += 1;
             return;
         }
-        if mergeable(prev) && mergeable(&map) && into <= u64::from(prev.len) && continues {
-            let Ok(len) = u32::try_from((into + u64::from(map.len)).max(u64::from(prev.len)))
-            else {
+        if mergeable && into <= u64::from(prev.len) && continues {
+            if prev.cover(into, map.len) {
+                merge_next(maps, pos - 1);
+            } else {
                 counters.rx_maps_dropped += 1;
-                return;
-            };
-            prev.len = len;
-            merge_next(maps, pos - 1);
+            }
             return;
         }
     }
@@ -1129,17 +1147,13 @@ fn merge_next(maps: &mut VecDeque<RxMap>, i: usize) {
     while i + 1 < maps.len() {
         let (cur, next) = (maps[i], maps[i + 1]);
         let reach = next.ssn.distance_from(cur.ssn) as u64;
-        let mergeable = |m: &RxMap| m.checksum.is_none() && !m.infinite;
-        if !(mergeable(&cur) && mergeable(&next))
+        if !(cur.mergeable() && next.mergeable())
             || reach > u64::from(cur.len)
             || cur.dsn + reach != next.dsn
+            || !maps[i].cover(reach, next.len)
         {
             return;
         }
-        let Ok(len) = u32::try_from((reach + u64::from(next.len)).max(u64::from(cur.len))) else {
-            return;
-        };
-        maps[i].len = len;
         maps.remove(i + 1);
     }
 }
