@@ -33,21 +33,35 @@ fn two_paths(
     p2: LinkConfig,
     seed: u64,
 ) -> (Harness<Endpoint, Endpoint>, ConnectionHandle) {
+    two_paths_with(p1, p2, seed, |_, _| {})
+}
+
+/// [`two_paths`], with each side's configuration changed by `tweak`.
+fn two_paths_with(
+    p1: LinkConfig,
+    p2: LinkConfig,
+    seed: u64,
+    mut tweak: impl FnMut(Side, &mut EndpointConfig),
+) -> (Harness<Endpoint, Endpoint>, ConnectionHandle) {
     let net = Network::new(
         seed,
         vec![PathConfig::new(A1, B1, p1), PathConfig::new(A2, B2, p2)],
     );
     // These tests open subflows by hand: no path manager.
-    let mut a = Endpoint::new(EndpointConfig {
+    let mut cfg_a = EndpointConfig {
         seed: 11,
         path_manager: PathManagerKind::Manual,
         ..EndpointConfig::seeded(0)
-    });
-    let mut b = Endpoint::new(EndpointConfig {
+    };
+    tweak(Side::A, &mut cfg_a);
+    let mut a = Endpoint::new(cfg_a);
+    let mut cfg_b = EndpointConfig {
         seed: 22,
         path_manager: PathManagerKind::Manual,
         ..EndpointConfig::seeded(0)
-    });
+    };
+    tweak(Side::B, &mut cfg_b);
+    let mut b = Endpoint::new(cfg_b);
     a.add_address(A1);
     a.add_address(A2);
     b.add_address(B1);
@@ -345,5 +359,71 @@ fn a_lost_fourth_ack_is_repaired_the_third_ack_is_sent_again_and_answered() {
             .stats()
             .bytes_sent
             > 0
+    );
+}
+
+#[test]
+fn a_receiver_that_drains_its_buffer_frees_the_senders() {
+    // The receiver reads nothing until the sender's buffer is full of data its subflows all
+    // delivered (the receiver's subflows hold it: its connection-level buffer is full), then
+    // reads once. What it read is replaced by what its subflows held, so DATA_ACK moves by as
+    // much, while no subflow's own window changes enough for it to send an ACK by itself. The
+    // MPTCP layer must say so (section 3.3.4), or the sender waits forever: every byte
+    // acknowledged by the subflows, nothing in flight and no timer left.
+    let (mut h, ca) = two_paths_with(
+        link(100, 5),
+        link(100, 5),
+        seed_from_env(31),
+        |side, cfg| {
+            match side {
+                Side::A => cfg.mptcp.tx_buffer = 8 << 20,
+                // Subflow buffers larger than the connection-level one (4 MiB).
+                Side::B => cfg.tcp.rx_buffer = 16 << 20,
+            }
+        },
+    );
+    let cb = establish(&mut h, ca);
+    h.node_a_mut()
+        .add_subflow(ca, SocketAddr::new(A2, 0), SocketAddr::new(B2, PORT), false)
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut sent = 0;
+    let outcome = h.run_until(
+        |a, b, _| {
+            while a.send_capacity(ca) > 0 {
+                pattern_fill(&mut buf, sent);
+                sent += a.send(ca, &buf).unwrap();
+            }
+            let c = a.mptcp(ca).unwrap();
+            a.send_capacity(ca) == 0
+                && c.subflows().iter().all(|s| s.tcp().send_queue() == 0)
+                && b.mptcp(cb).unwrap().recv_available() >= 4 << 20
+        },
+        Instant::from_secs(30),
+    );
+    assert!(outcome.is_satisfied(), "{outcome:?}");
+    let una = h.node_a().mptcp(ca).unwrap().snd_una();
+    let mut got = 0;
+    loop {
+        let n = h.node_b_mut().recv(cb, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            buf[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == ((got + i) % 251) as u8),
+            "corrupt data near offset {got}"
+        );
+        got += n;
+    }
+    assert!(got >= 4 << 20, "read {got}");
+    // The sender has 4 MiB more to send: the time passes either way.
+    let _ = h.run_for(Duration::from_millis(100));
+    let freed = h.node_a().mptcp(ca).unwrap().snd_una().distance_from(una);
+    assert!(
+        freed >= 4 << 20,
+        "the sender's DATA_ACK moved {freed} bytes after the receiver read {got}"
     );
 }

@@ -430,6 +430,12 @@ struct Shared {
     /// The right edge of the peer's data-level receive window (DATA_ACK + window), never
     /// moved left; `None` until the first DATA_ACK.
     wnd_end: Option<Dsn>,
+    /// Receiver: the DATA_ACK on the segment being transmitted (its window is relative to it).
+    data_ack_tx: Option<Dsn>,
+    /// Receiver: the highest DATA_ACK sent, and the right edge of the data-level window we
+    /// advertised (DATA_ACK + window), the most the peer may send up to; `None` until the
+    /// first DATA_ACK went out.
+    rcv_adv: Option<(Dsn, Dsn)>,
     /// The DATA_FIN was put on an ACK once; further copies come from the FIN timer.
     data_fin_signalled: bool,
     /// Client, before the server's first DSS: the last pure ACK carried the keys (the next
@@ -1093,8 +1099,16 @@ fn write_signals(
             sh.counters.mp_prio_tx += 1;
         }
     }
-    if keep_dss && options.room() >= dss_len {
-        let _ = options.mptcp.push(dss);
+    if keep_dss
+        && options.room() >= dss_len
+        && options.mptcp.push(dss).is_ok()
+        && let MptcpRepr::Dss(DssRepr {
+            data_ack: Some(DsnField::Long(ack)),
+            ..
+        }) = dss
+    {
+        // The window of this segment is relative to it (see `Shared::rcv_adv`).
+        sh.data_ack_tx = Some(Dsn(ack));
     }
 }
 
@@ -1315,6 +1329,8 @@ impl MptcpConnection {
                 fastclose_rx: false,
                 window_base: None,
                 wnd_end: None,
+                data_ack_tx: None,
+                rcv_adv: None,
                 data_fin_signalled: false,
                 keys_sent: false,
                 mp_fail_tx: None,
@@ -1686,6 +1702,16 @@ impl MptcpConnection {
     pub fn data_ack(&self) -> Dsn {
         self.sh.rx.next()
     }
+    /// The next DSN to map (one past the highest data handed to a subflow).
+    pub fn snd_nxt(&self) -> Dsn {
+        self.sh.snd_nxt
+    }
+    /// The right edge of the peer's data-level receive window (its DATA_ACK plus the window of
+    /// the segment that carried it), `None` before the first DATA_ACK: no data is mapped at or
+    /// beyond it.
+    pub fn send_window_end(&self) -> Option<Dsn> {
+        self.sh.wnd_end
+    }
     /// The first DSN not yet acknowledged by the peer.
     pub fn snd_una(&self) -> Dsn {
         self.sh.snd_una
@@ -1796,8 +1822,36 @@ impl MptcpConnection {
         } else if n > 0 {
             // Room opened in the data-level buffer: pull what the subflows hold.
             self.pull_data();
+            self.update_data_window();
         }
         n
+    }
+
+    /// After the application read: tell the peer what changed at the data level. Pulling into
+    /// the connection-level buffer what the subflows held moves DATA_ACK, and the peer's window
+    /// is DATA_ACK + the TCP window of the segment that carried it (section 3.3.4), while no
+    /// subflow's own window need change enough for it to send an ACK by itself: a sender whose
+    /// buffer or data-level window is used up would wait forever (every byte acknowledged by
+    /// the subflows, no timer running). So an ACK goes once DATA_ACK moved two full segments
+    /// past the last one sent (TCP's every-second-segment rule, RFC 9293 section 3.8.6.3,
+    /// applied to data delivered at this level), or when the window on offer is at least twice
+    /// what the peer has left and one MSS more (the window-update rule of section 3.8.6.2.2,
+    /// as Linux applies it).
+    fn update_data_window(&mut self) {
+        let Some((acked, edge)) = self.sh.rcv_adv else {
+            return;
+        };
+        let next = self.sh.rx.next();
+        let Some(sub) = best_active(&mut self.subflows) else {
+            return;
+        };
+        let mss = sub.tcp.mss();
+        let moved = next.distance_from(acked).max(0) as usize;
+        let left = edge.distance_from(next).max(0) as usize;
+        let offer = sub.tcp.receive_window();
+        if moved >= 2 * mss || (offer >= 2 * left && offer >= left + mss) {
+            sub.tcp.request_ack();
+        }
     }
 
     /// Whether the peer closed the stream (DATA_FIN, or FIN in plain TCP) and all was read.
@@ -2134,6 +2188,15 @@ impl MptcpConnection {
             ) {
                 if std::mem::take(&mut sub.st.resend_ack) {
                     sub.tcp.request_ack();
+                }
+                if let Some(ack) = self.sh.data_ack_tx.take() {
+                    let edge = ack + sub.tcp.advertised_window() as u64;
+                    let later =
+                        |new: Dsn, old: Dsn| if new.distance_from(old) > 0 { new } else { old };
+                    self.sh.rcv_adv = Some(match self.sh.rcv_adv {
+                        Some((a, e)) => (later(ack, a), later(edge, e)),
+                        None => (ack, edge),
+                    });
                 }
                 return Some(n);
             }

@@ -553,6 +553,14 @@ impl Connection {
     pub fn peer_window(&self) -> usize {
         self.snd_wnd
     }
+    /// The window (in bytes) on the last ACK sent.
+    pub fn advertised_window(&self) -> usize {
+        self.last_window_sent
+    }
+    /// The window the next ACK would advertise.
+    pub fn receive_window(&self) -> usize {
+        self.window_to_advertise()
+    }
     /// Bytes sent and not yet acknowledged (cumulatively or by SACK), as RFC 6675's pipe.
     pub fn bytes_in_flight(&self) -> usize {
         self.pipe()
