@@ -395,3 +395,81 @@ fn a_path_that_dies_times_the_connection_out() {
         Some(mptcp_stack::tcp::ConnError::TimedOut)
     );
 }
+
+#[test]
+fn a_lost_retransmission_is_sent_again_without_waiting_for_the_timer() {
+    // One segment is lost twice: its first transmission and its fast retransmission. Segments
+    // sent after that retransmission are SACKed while the hole stays, which shows the
+    // retransmission was lost too (as Linux's lost-retransmit detection reasons); it goes a
+    // third time at once, not after a retransmission timeout that would collapse the window
+    // to one segment.
+    let net = Network::new(
+        seed_from_env(41),
+        vec![PathConfig::new(A, B, link(100, 10))],
+    );
+    let (a, b) = endpoints(&EndpointConfig::seeded(0), A, B);
+    let mut h = Harness::new(net, a, b);
+    // The 300th data segment A sends, and its first retransmission, are dropped.
+    let (mut data_segments, mut target, mut dropped) = (0u32, None::<u32>, 0u32);
+    h.set_middlebox(Box::new(move |side, buf, len| {
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        let tcp = &buf[ihl..len];
+        let offset = usize::from(tcp[12] >> 4) * 4;
+        if side != mptcp_stack::sim::Side::A || tcp.len() <= offset {
+            return Some(len);
+        }
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        data_segments += 1;
+        if data_segments == 300 {
+            target = Some(seq);
+        }
+        if target == Some(seq) && dropped < 2 {
+            dropped += 1;
+            return None;
+        }
+        Some(len)
+    }));
+    let ca = h
+        .node_a_mut()
+        .connect(SocketAddr::new(A, 0), SocketAddr::new(B, PORT))
+        .unwrap();
+    const TOTAL: usize = 4 << 20;
+    let (mut cb, mut sent, mut got) = (None, 0, 0);
+    let mut buf = vec![0u8; 64 * 1024];
+    let outcome = h.run_until(
+        |a, b, _| {
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(x) = ev {
+                    cb = Some(x);
+                }
+            }
+            while sent < TOTAL {
+                let room = a.connection(ca).map_or(0, |c| c.send_capacity());
+                let n = (TOTAL - sent).min(buf.len()).min(room);
+                if n == 0 {
+                    break;
+                }
+                fill(&mut buf[..n], sent);
+                sent += a.send(ca, &buf[..n]).unwrap();
+            }
+            let Some(cb) = cb else { return false };
+            loop {
+                let n = b.recv(cb, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                check_pattern(&buf[..n], got);
+                got += n;
+            }
+            got == TOTAL
+        },
+        Instant::from_secs(60),
+    );
+    assert!(
+        outcome.is_satisfied(),
+        "{outcome:?}: {got} of {TOTAL} bytes"
+    );
+    let st = *h.node_a().connection(ca).unwrap().stats();
+    assert!(st.lost_retransmits >= 1, "{st:?}");
+    assert_eq!(st.rto_expiries, 0, "{st:?}");
+}

@@ -172,6 +172,9 @@ pub struct Stats {
     pub dup_segments: u64,
     /// Out-of-order segments received.
     pub ooo_segments: u64,
+    /// Retransmissions of the first hole found lost (segments sent after them were SACKed)
+    /// and sent again without waiting for the retransmission timer.
+    pub lost_retransmits: u64,
 }
 
 /// What the MPTCP layer sees of an outgoing segment.
@@ -216,6 +219,8 @@ const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
 const DUP_THRESH: u32 = 3;
 /// The largest window field.
 const MAX_WINDOW_FIELD: usize = u16::MAX as usize;
+/// The most retransmissions remembered for lost-retransmit detection (see `rxt_marks`).
+const MAX_RXT_MARKS: usize = 4096;
 /// Send an immediate ACK for every second full-sized segment (RFC 9293 section 3.8.6.3).
 const ACK_EVERY: u32 = 2;
 
@@ -273,6 +278,19 @@ pub struct Connection {
     /// One retransmission allowed whatever the window says: the first on entering recovery
     /// (RFC 6675 section 5 step 4.3) and one per partial ACK without SACK (RFC 6582).
     rexmit_credit: bool,
+    /// The retransmissions of this recovery, in sequence order: where each starts and what
+    /// `snd_nxt` was when it went. Data sent after one being SACKed (DupThresh segments' worth)
+    /// while it still is the hole at `snd_una` means it was lost too, as Linux's
+    /// lost-retransmit detection reasons; without this only the RTO would repair it, with the
+    /// window collapsed to one segment. At most [`MAX_RXT_MARKS`].
+    rxt_marks: VecDeque<(TcpSeq, TcpSeq)>,
+    /// Retransmissions found lost, to send again first: unSACKed bytes from the first
+    /// sequence number up to the second.
+    rerxt: Option<(TcpSeq, TcpSeq)>,
+    /// Partial ACKs of this fast recovery that came without any SACK information.
+    blind_partial_acks: u32,
+    /// A lost retransmission was found in this recovery, and the window reduced for it.
+    lost_rxt_reduced: bool,
 
     rtt: RttEstimator,
     rtt_probe: Option<(TcpSeq, Instant)>,
@@ -370,6 +388,10 @@ impl Connection {
             lost_end: iss,
             rto_recovery: false,
             rexmit_credit: false,
+            rxt_marks: VecDeque::new(),
+            blind_partial_acks: 0,
+            lost_rxt_reduced: false,
+            rerxt: None,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             ts_rtt: None,
@@ -1062,6 +1084,7 @@ impl Connection {
         let mut newly_sacked = 0;
         if self.sack_ok && !seg.options.sack.is_empty() {
             newly_sacked = self.update_scoreboard(seg.options.sack);
+            self.detect_lost_retransmissions(now, ack);
         }
         let in_flight_before = self.pipe();
         if advanced {
@@ -1090,7 +1113,67 @@ impl Connection {
         }
     }
 
+    /// Retransmissions are lost when the peer SACKs DupThresh segments' worth of data sent
+    /// after them (on one path data overtakes only when reordered by more than that, the
+    /// bound fast retransmit takes too). Looked at when the hole at `ack` (the new `snd_una`)
+    /// is one we retransmitted: then it and every later retransmission that went before the
+    /// SACKed evidence and is not SACKed are sent again.
+    fn detect_lost_retransmissions(&mut self, now: Instant, ack: TcpSeq) {
+        if !self.in_recovery || self.rerxt.is_some() {
+            return;
+        }
+        while self
+            .rxt_marks
+            .front()
+            .is_some_and(|&(seq, _)| seq.distance_from(ack) < 0)
+        {
+            self.rxt_marks.pop_front();
+        }
+        if self.rxt_marks.front().is_none_or(|&(seq, _)| seq != ack) {
+            return;
+        }
+        // The point below which a retransmission is lost: DupThresh segments' worth of
+        // SACKed bytes lie above it.
+        let need = DUP_THRESH as usize * self.mss().max(1);
+        let mut above = 0usize;
+        let mut evidence = None;
+        for &(s, e) in self.sacked.iter().rev() {
+            let len = e.distance_from(s) as usize;
+            if above + len >= need {
+                evidence = Some(e - (need - above) as u32);
+                break;
+            }
+            above += len;
+        }
+        let Some(evidence) = evidence else {
+            return;
+        };
+        let lost = self
+            .rxt_marks
+            .iter()
+            .take_while(|&&(_, mark)| mark.distance_from(evidence) <= 0)
+            .count();
+        if lost == 0 {
+            return;
+        }
+        let end = self
+            .rxt_marks
+            .get(lost)
+            .map_or(self.high_rxt, |&(seq, _)| seq);
+        self.rerxt = Some((ack, end));
+        self.stats.lost_retransmits += lost as u64;
+        // A retransmission lost means the reduced window still overflows the path (a slow
+        // start that overshot by more than the reduction): reduce once more, once per
+        // recovery, so the queue drains instead of dropping each copy again.
+        if !self.lost_rxt_reduced {
+            self.lost_rxt_reduced = true;
+            let pipe = self.pipe();
+            self.cc.on_congestion_event(now, pipe);
+        }
+    }
+
     fn ack_advanced(&mut self, now: Instant, ack: TcpSeq, in_flight: usize, newly_sacked: usize) {
+        let mut keep_timer = false;
         let mut acked = ack.distance_from(self.snd_una) as usize;
         // Our FIN occupies the sequence number after the data.
         let fin_seq = self.fin_seq();
@@ -1137,12 +1220,22 @@ impl Connection {
         if self.in_recovery {
             if ack.distance_from(self.recovery_point) >= 0 {
                 self.in_recovery = false;
+                self.rxt_marks.clear();
+                self.rerxt = None;
                 if !self.rto_recovery {
                     self.cc.on_recovery_end(now);
                 }
                 self.rto_recovery = false;
             } else {
                 // A partial ACK (RFC 6582 / 6675): more of the window is lost.
+                if !self.rto_recovery && self.sacked.is_empty() {
+                    // Nothing above the hole arrived: the rest of the window may be gone
+                    // too. RFC 6582 section 4's impatient variant restarts the timer on the
+                    // first such partial ACK only, so a window lost whole is repaired by the
+                    // RTO's slow start, not one segment per round trip.
+                    self.blind_partial_acks += 1;
+                    keep_timer = self.blind_partial_acks > 1;
+                }
                 if self.high_rxt.distance_from(self.snd_una) < 0 {
                     self.high_rxt = self.snd_una;
                 }
@@ -1172,7 +1265,12 @@ impl Connection {
                 _ => {}
             }
         }
-        self.restart_rto(now);
+        if keep_timer {
+            // The running timer stays; one is armed if none runs.
+            self.restart_rto_if_needed(now);
+        } else {
+            self.restart_rto(now);
+        }
     }
 
     fn ack_sample(&self, acked: usize, in_flight: usize, rtt: Option<Duration>) -> AckSample {
@@ -1224,6 +1322,16 @@ impl Connection {
     }
 
     /// Bytes of `[a, b)` that are not SACKed.
+    /// The first sequence number at or after `seq` that is not SACKed.
+    fn skip_sacked(&self, mut seq: TcpSeq) -> TcpSeq {
+        for &(s, e) in &self.sacked {
+            if s.distance_from(seq) <= 0 && e.distance_from(seq) > 0 {
+                seq = e;
+            }
+        }
+        seq
+    }
+
     fn unsacked(&self, a: TcpSeq, b: TcpSeq) -> usize {
         let span = b.distance_from(a);
         if span <= 0 {
@@ -1284,6 +1392,8 @@ impl Connection {
             self.high_rxt = self.snd_una;
             self.stats.fast_recoveries += 1;
             self.rexmit_credit = true;
+            self.blind_partial_acks = 0;
+            self.lost_rxt_reduced = false;
             self.cc.on_congestion_event(now, in_flight);
             self.update_lost_end();
             self.rtt_probe = None;
@@ -1298,11 +1408,15 @@ impl Connection {
             return outstanding;
         }
         let rxt = self.high_rxt.max_seq(una);
-        let lost_not_rxt = if self.lost_end.distance_from(rxt) > 0 {
+        let mut lost_not_rxt = if self.lost_end.distance_from(rxt) > 0 {
             self.unsacked(rxt, self.lost_end)
         } else {
             0
         };
+        // Retransmissions found lost and not yet sent again have left the network too.
+        if let Some((from, to)) = self.rerxt {
+            lost_not_rxt += self.unsacked(from.max_seq(una), to.min_seq(rxt));
+        }
         // Without SACK each duplicate ACK says one segment left the network (RFC 5681's window
         // inflation, seen from the pipe's side).
         let left = if self.sack_ok {
@@ -1594,6 +1708,8 @@ impl Connection {
                 self.recovery_point = self.snd_max;
                 self.high_rxt = self.snd_una;
                 self.lost_end = self.snd_max;
+                self.rxt_marks.clear();
+                self.rerxt = None;
                 self.dupacks = 0;
                 self.rexmit_credit = true;
                 // The timer runs again at once (RFC 6298 (5.6)): it must not depend on the
@@ -1701,15 +1817,28 @@ impl Connection {
         let fin_seq = self.fin_seq();
 
         // 1. Retransmit a lost segment (RFC 6675 NextSeg rule 1).
-        if self.in_recovery && (room > 0 || self.rexmit_credit) {
-            let mut seq = self.high_rxt.max_seq(self.snd_una);
-            // Skip SACKed ranges.
-            for &(s, e) in &self.sacked {
-                if s.distance_from(seq) <= 0 && e.distance_from(seq) > 0 {
-                    seq = e;
-                }
-            }
-            if seq.distance_from(self.lost_end) < 0 && seq.distance_from(self.snd_nxt) < 0 {
+        // Lost retransmissions go again first (the one at `snd_una` whatever the window: it
+        // holds everything up).
+        let again = self.rerxt.and_then(|(from, to)| {
+            let seq = self.skip_sacked(from.max_seq(self.snd_una));
+            (seq.distance_from(to) < 0).then_some(seq)
+        });
+        if again.is_none() {
+            self.rerxt = None;
+        }
+        let head = again == Some(self.snd_una);
+        if self.in_recovery && (room > 0 || self.rexmit_credit || head) {
+            let seq =
+                again.unwrap_or_else(|| self.skip_sacked(self.high_rxt.max_seq(self.snd_una)));
+            // RFC 6675 NextSeg rule 3: with no new data to send, a hole below the highest
+            // SACKed byte goes again before it is deemed lost (at a transfer's tail nothing
+            // more would be SACKed above it, and only the timer would repair it).
+            let unsent = self.tx.len() > self.snd_nxt.distance_from(self.tx_base()).max(0) as usize;
+            let limit = match self.sacked.last() {
+                Some(&(_, e)) if !unsent => e.max_seq(self.lost_end),
+                _ => self.lost_end,
+            };
+            if seq.distance_from(limit) < 0 && seq.distance_from(self.snd_nxt) < 0 {
                 // Data bytes that may go: up to the FIN (if it was sent), the next SACKed
                 // block, the chunk's end and one MSS.
                 let fin_sent = fin_seq.filter(|_| self.fin_sent());
@@ -1725,8 +1854,33 @@ impl Connection {
                 if fin_sent == Some(seq + data_len as u32) {
                     flags |= TcpFlags::FIN;
                 }
-                self.high_rxt = seq + (data_len as u32) + u32::from(flags & TcpFlags::FIN != 0);
-                self.rexmit_credit = false;
+                let end = seq + (data_len as u32) + u32::from(flags & TcpFlags::FIN != 0);
+                let mark = (seq, self.snd_nxt);
+                if again.is_some() {
+                    // Sent again: its mark moves to now (in sequence order, so found by
+                    // binary search).
+                    if let Some((_, to)) = &mut self.rerxt {
+                        let to = *to;
+                        self.rerxt = (end.distance_from(to) < 0).then_some((end, to));
+                    }
+                    let i = self
+                        .rxt_marks
+                        .partition_point(|&(s, _)| s.distance_from(seq) < 0);
+                    let full = self.rxt_marks.len() >= MAX_RXT_MARKS;
+                    match self.rxt_marks.get_mut(i) {
+                        Some(m) if m.0 == seq => *m = mark,
+                        _ if !full => self.rxt_marks.insert(i, mark),
+                        _ => {}
+                    }
+                } else {
+                    self.high_rxt = self.high_rxt.max_seq(end);
+                    if self.rxt_marks.len() < MAX_RXT_MARKS {
+                        self.rxt_marks.push_back(mark);
+                    }
+                }
+                if !head {
+                    self.rexmit_credit = false;
+                }
                 self.stats.bytes_retransmitted += data_len as u64;
                 let out = self.emit(now, buf, hooks, flags, seq, data_len, true);
                 self.restart_rto_if_needed(now);
