@@ -726,6 +726,50 @@ impl Hooks for SubflowHooks<'_> {
         write_signals(sh, self.st, options, MptcpRepr::Dss(dss), pure_ack);
     }
 
+    /// In-order subflow data whose mapping is known, without a checksum, and that fits the
+    /// data-level window as new data goes straight from the packet into the connection-level
+    /// reassembly: one copy instead of two (into the subflow's buffer, then out of it in
+    /// `pull_data`). Anything else (a checksummed mapping, which is verified whole; data
+    /// without a mapping; duplicates; data beyond the window; fallback) takes the general path.
+    fn deliver(&mut self, seq: TcpSeq, payload: &[u8]) -> bool {
+        let sh = &mut *self.sh;
+        if sh.mode != Mode::Mptcp
+            || sh.awaiting_infinite.is_some()
+            || self
+                .st
+                .join
+                .is_some_and(|j| j.phase != JoinPhase::Established)
+        {
+            return false;
+        }
+        let maps = &mut self.st.rx_maps;
+        while maps
+            .front()
+            .is_some_and(|m| !m.infinite && (m.ssn + m.len).distance_from(seq) <= 0)
+        {
+            maps.pop_front();
+        }
+        let Some(m) = maps.front().copied() else {
+            return false;
+        };
+        let offset = seq.distance_from(m.ssn);
+        if m.infinite
+            || m.checksum.is_some()
+            || offset < 0
+            || offset as u64 + payload.len() as u64 > u64::from(m.len)
+        {
+            return false;
+        }
+        let dsn = m.dsn + offset as u64;
+        let ahead = dsn.distance_from(sh.rx.next());
+        if ahead < 0 || ahead as u64 + payload.len() as u64 > sh.rx.window() as u64 {
+            return false;
+        }
+        let res = sh.rx.insert(dsn, payload);
+        debug_assert_eq!(res.stored, payload.len());
+        true
+    }
+
     fn on_receive(&mut self, seg: &TcpSegment<'_>) {
         let sh = &mut *self.sh;
         let f = seg.flags;

@@ -13,6 +13,8 @@
 //!   the path MTU. Congestion control is a [`CongestionControl`] trait object.
 //! - MPTCP hooks: [`Hooks::on_transmit`] adds options to every outgoing segment with the option
 //!   space left; [`Hooks::on_receive`] sees every acceptable incoming segment;
+//!   [`Hooks::deliver`] may take in-order payload straight from the packet when nothing is
+//!   buffered before it (one copy fewer: the MPTCP layer places it in its own buffer);
 //!   [`Connection::send_chunk`] marks boundaries that no segment crosses, and a retransmitted
 //!   segment falls inside the same chunk with the same tag, so it keeps its original mapping.
 //! - Invalid input never panics: unacceptable segments are dropped (with an ACK or RST where
@@ -201,6 +203,13 @@ pub trait Hooks {
     /// An incoming segment passed the sequence and ACK checks (its options are now trusted as
     /// much as TCP trusts anything).
     fn on_receive(&mut self, _segment: &TcpSegment<'_>) {}
+    /// In-order payload at `seq` (= RCV.NXT) with nothing buffered before or after it: return
+    /// true to take all of it now, so that it is never stored in the receive buffer (the engine
+    /// then acknowledges it as received and read). Called after [`Hooks::on_receive`] for the
+    /// same segment.
+    fn deliver(&mut self, _seq: TcpSeq, _payload: &[u8]) -> bool {
+        false
+    }
     /// Option bytes to keep free on every data segment (e.g. a DSS mapping), so the payload
     /// size leaves room for them.
     fn reserved_option_space(&self) -> usize {
@@ -1060,7 +1069,7 @@ impl Connection {
             return;
         }
         if !seg.payload.is_empty() || f.fin() {
-            self.process_data(now, seg);
+            self.process_data(now, seg, hooks);
         }
     }
 
@@ -1429,7 +1438,7 @@ impl Connection {
             .saturating_sub(left)
     }
 
-    fn process_data(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+    fn process_data(&mut self, now: Instant, seg: &TcpSegment<'_>, hooks: &mut impl Hooks) {
         if !matches!(
             self.state,
             State::Established | State::FinWait1 | State::FinWait2
@@ -1463,9 +1472,14 @@ impl Connection {
         }
         if !payload.is_empty() {
             if offset == 0 {
-                // In order: append and absorb any out-of-order data it reaches.
-                let before = self.rx.len();
-                self.rx.write_at(before, payload);
+                // In order: the hook takes it, or it is appended, absorbing any out-of-order
+                // data it reaches.
+                let direct =
+                    self.rx.is_empty() && self.ooo.is_empty() && hooks.deliver(seq, payload);
+                if !direct {
+                    let before = self.rx.len();
+                    self.rx.write_at(before, payload);
+                }
                 let mut end = seq + payload.len() as u32;
                 let filled_hole = !self.ooo.is_empty();
                 self.ooo.retain(|&(s, e)| {
@@ -1479,7 +1493,9 @@ impl Connection {
                     }
                 });
                 let advance = end.distance_from(self.rcv_nxt) as usize;
-                self.rx.extend_len(advance);
+                if !direct {
+                    self.rx.extend_len(advance);
+                }
                 self.rcv_nxt = end;
                 self.stats.bytes_received += advance as u64;
                 self.segs_unacked += 1;
