@@ -204,6 +204,9 @@ pub struct Counters {
     pub penalties: u64,
     /// Received mappings not remembered because a subflow already held the most allowed.
     pub rx_maps_dropped: u64,
+    /// Times a subflow took its own copy of data it was sending from the connection's buffer
+    /// (it was stale, or held back too much of the buffer).
+    pub tx_copies_taken: u64,
 }
 
 /// A mapping this side sent on a subflow: the chunk tagged `tag`.
@@ -215,6 +218,8 @@ struct TxMap {
     checksum: Option<u16>,
     /// Sent as MP_CAPABLE with data (the client's first data, before the server confirmed).
     capable: bool,
+    /// The subflow holds no copy: its segments read the connection's buffer.
+    external: bool,
 }
 
 /// A mapping the peer announced on a subflow.
@@ -259,6 +264,8 @@ struct SubflowState {
     irs: TcpSeq,
     next_tag: u64,
     tx_maps: VecDeque<TxMap>,
+    /// The bytes `tx_maps` cover (kept as they change, so that pruning is O(1) per packet).
+    tx_mapped: usize,
     rx_maps: VecDeque<RxMap>,
     /// The most entries of `rx_maps` (see [`rx_map_cap`]).
     rx_map_cap: usize,
@@ -311,6 +318,7 @@ impl SubflowState {
             irs: TcpSeq(0),
             next_tag: 0,
             tx_maps: VecDeque::new(),
+            tx_mapped: 0,
             rx_maps: VecDeque::new(),
             join,
             local_id: 0,
@@ -417,8 +425,10 @@ struct Shared {
     rx: Reassembly,
     peer_data_fin: Option<Dsn>,
     data_fin_received: bool,
-    // Send side: `tx` holds the bytes from `snd_una` on.
+    // Send side: `tx` holds the bytes from `tx_start` on: from `snd_una` (DATA_ACK), or from
+    // further back while a subflow still needs bytes it was given without a copy.
     tx: Ring,
+    tx_start: Dsn,
     snd_una: Dsn,
     snd_nxt: Dsn,
     fin_queued: bool,
@@ -472,8 +482,22 @@ struct Shared {
 
 impl Shared {
     fn data_fin_dsn(&self) -> Option<Dsn> {
-        (self.fin_queued && self.snd_nxt == self.snd_una + self.tx.len() as u64)
-            .then_some(self.snd_nxt)
+        (self.fin_queued && self.snd_nxt == self.tx_end()).then_some(self.snd_nxt)
+    }
+
+    /// One past the last byte the application queued.
+    fn tx_end(&self) -> Dsn {
+        self.tx_start + self.tx.len() as u64
+    }
+
+    /// Bytes queued and not DATA_ACKed.
+    fn queued(&self) -> usize {
+        self.tx_end().distance_from(self.snd_una).max(0) as usize
+    }
+
+    /// Bytes queued and not yet mapped.
+    fn unmapped(&self) -> usize {
+        self.tx_end().distance_from(self.snd_nxt).max(0) as usize
     }
 
     fn fall_back(&mut self, reason: FallbackReason) {
@@ -495,7 +519,7 @@ impl Shared {
             self.data_fin_acked = true;
             n -= 1;
         }
-        self.tx.consume(n as usize);
+        // The bytes stay in `tx` until `release_tx`: a subflow may still need them.
         self.snd_una = self.snd_una + n;
     }
 }
@@ -767,6 +791,27 @@ impl Hooks for SubflowHooks<'_> {
         }
         let res = sh.rx.insert(dsn, payload);
         debug_assert_eq!(res.stored, payload.len());
+        true
+    }
+
+    fn payload(&mut self, info: &OutgoingInfo, out: &mut [u8]) -> bool {
+        let Some((start, _, tag)) = info.chunk else {
+            return false;
+        };
+        let maps = &self.st.tx_maps;
+        let Ok(k) = maps.binary_search_by_key(&tag, |m| m.tag) else {
+            return false;
+        };
+        let m = maps[k];
+        let into = info.seq.distance_from(start);
+        if !m.external || into < 0 || into as usize + out.len() > usize::from(m.len) {
+            return false;
+        }
+        let offset = (m.dsn + into as u64).distance_from(self.sh.tx_start);
+        if offset < 0 || offset as usize + out.len() > self.sh.tx.len() {
+            return false;
+        }
+        self.sh.tx.read_at(offset as usize, out);
         true
     }
 
@@ -1248,32 +1293,60 @@ fn sched_info(sub: &Subflow) -> SubflowInfo {
 
 /// Map `len` bytes of the send buffer from `dsn` onto subflow `sub` as one mapping (a chunk the
 /// subflow engine never merges with another). Returns false when the subflow took nothing.
-fn map_range(sh: &mut Shared, sub: &mut Subflow, dsn: Dsn, len: usize, capable: bool) -> bool {
-    let offset = dsn.distance_from(sh.snd_una);
-    if len == 0 || offset < 0 || offset as usize + len > sh.tx.len() {
+///
+/// A `fresh` mapping (new data, in DSN order on its subflow) without a DSS checksum is not
+/// copied: the subflow's segments read it from the connection's buffer (`Hooks::payload`),
+/// which keeps it until the subflow has it acknowledged too (see `release_tx`). Copies
+/// (reinjection, opportunistic and redundant sends) and checksummed mappings are copied into the
+/// subflow's buffer once.
+fn map_range(
+    sh: &mut Shared,
+    sub: &mut Subflow,
+    dsn: Dsn,
+    len: usize,
+    capable: bool,
+    fresh: bool,
+) -> bool {
+    let offset = dsn.distance_from(sh.tx_start);
+    if len == 0
+        || dsn.distance_from(sh.snd_una) < 0
+        || offset < 0
+        || offset as usize + len > sh.tx.len()
+    {
         return false;
     }
-    // The mapping's bytes as they lie in the connection's ring: copied once, straight into the
-    // subflow's buffer.
-    let (first, second) = sh.tx.slices_at(offset as usize, len);
-    let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
-    let checksum = sh.checksum.then(|| {
-        let mut c = DssChecksum::new(dsn, ssn_rel, len as u16);
-        c.update(first);
-        c.update(second);
-        c.finish()
-    });
+    let external = fresh && !capable && !sh.checksum && sh.mode == Mode::Mptcp;
     let tag = sub.st.next_tag;
-    if !sub.tcp.send_chunk_parts(first, second, tag) {
-        return false;
-    }
+    let checksum = if external {
+        if !sub.tcp.send_chunk_external(len, tag) {
+            return false;
+        }
+        None
+    } else {
+        // The mapping's bytes as they lie in the connection's ring: copied once, straight
+        // into the subflow's buffer.
+        let (first, second) = sh.tx.slices_at(offset as usize, len);
+        let ssn_rel = Ssn(sub.tcp.next_send_seq().distance_from(sub.st.iss) as u32);
+        let checksum = sh.checksum.then(|| {
+            let mut c = DssChecksum::new(dsn, ssn_rel, len as u16);
+            c.update(first);
+            c.update(second);
+            c.finish()
+        });
+        if !sub.tcp.send_chunk_parts(first, second, tag) {
+            return false;
+        }
+        checksum
+    };
     sub.st.next_tag += 1;
+    sub.st.tx_mapped += len;
     sub.st.tx_maps.push_back(TxMap {
         tag,
         dsn,
         len: len as u16,
         checksum,
         capable,
+        external,
     });
     true
 }
@@ -1365,6 +1438,7 @@ impl MptcpConnection {
                 peer_data_fin: None,
                 data_fin_received: false,
                 tx: Ring::new(cfg.tx_buffer),
+                tx_start: Dsn(0),
                 snd_una: Dsn(0),
                 snd_nxt: Dsn(0),
                 fin_queued: false,
@@ -1704,6 +1778,7 @@ impl MptcpConnection {
     fn init_send_side(&mut self) {
         // Our data starts at IDSN + 1 (section 3.3); in plain TCP the numbers are only ours.
         let start = self.sh.local.idsn + 1;
+        self.sh.tx_start = start;
         self.sh.snd_una = start;
         self.sh.snd_nxt = start;
     }
@@ -1814,7 +1889,7 @@ impl MptcpConnection {
 
     /// Bytes queued and not yet acknowledged at the data level.
     pub fn send_queue(&self) -> usize {
-        self.sh.tx.len()
+        self.sh.queued()
     }
 
     /// Queue data; returns how much was taken.
@@ -1915,7 +1990,7 @@ impl MptcpConnection {
         // still delivered, and the close follows it once the connection is up.
         if self.sh.mode == Mode::Pending
             && !self.subflows[0].tcp.state().is_synchronized()
-            && self.sh.tx.is_empty()
+            && self.sh.queued() == 0
         {
             self.subflows[0].tcp.close();
         }
@@ -2199,7 +2274,7 @@ impl MptcpConnection {
             return false;
         }
         match self.sh.mode {
-            Mode::Mptcp => self.sh.data_fin_acked && self.sh.tx.is_empty(),
+            Mode::Mptcp => self.sh.data_fin_acked && self.sh.queued() == 0,
             _ => {
                 let c = &self.subflows[0].tcp;
                 c.send_queue() == 0
@@ -2252,6 +2327,7 @@ impl MptcpConnection {
     fn push_data(&mut self) {
         self.prune_tx_maps();
         self.retire_closed_subflows();
+        self.release_tx();
         let sh = &mut self.sh;
         if sh.mode == Mode::Pending {
             return;
@@ -2280,12 +2356,17 @@ impl MptcpConnection {
                 sh.infinite_tx = None;
             }
             // In plain TCP the subflow's ACKs are the data ACKs: bytes handed to it are done at
-            // this level, including any mapped before the fallback (the subflow delivers them).
-            let mapped = sh.snd_nxt.distance_from(sh.snd_una).max(0) as usize;
-            sh.tx.consume(mapped);
+            // this level, including any mapped before the fallback (the subflow delivers them;
+            // those it holds no copy of stay in `tx` until it has them acknowledged).
             sh.snd_una = sh.snd_nxt;
-            while !sh.tx.is_empty() {
-                let len = sh.tx.len().min(sub.tcp.send_capacity()).min(64 * 1024);
+            loop {
+                let offset = sh.snd_nxt.distance_from(sh.tx_start).max(0) as usize;
+                let len = sh
+                    .tx
+                    .len()
+                    .saturating_sub(offset)
+                    .min(sub.tcp.send_capacity())
+                    .min(64 * 1024);
                 if len == 0 {
                     break;
                 }
@@ -2293,17 +2374,18 @@ impl MptcpConnection {
                     self.scratch.resize(len, 0);
                 }
                 let data = &mut self.scratch[..len];
-                sh.tx.read_at(0, data);
+                sh.tx.read_at(offset, data);
                 let n = sub.tcp.send(data);
-                sh.tx.consume(n);
                 sh.snd_nxt = sh.snd_nxt + n as u64;
                 sh.snd_una = sh.snd_nxt;
                 if n < len {
                     break;
                 }
             }
-            if sh.fin_queued && sh.tx.is_empty() {
-                sub.tcp.close();
+            let done = sh.unmapped() == 0;
+            self.release_tx();
+            if self.sh.fin_queued && done {
+                self.subflows[0].tcp.close();
             }
             return;
         }
@@ -2322,8 +2404,7 @@ impl MptcpConnection {
         let sh = &mut self.sh;
         let mut window_blocked = false;
         loop {
-            let mapped = sh.snd_nxt.distance_from(sh.snd_una) as usize;
-            let unmapped = sh.tx.len().saturating_sub(mapped);
+            let unmapped = sh.unmapped();
             if unmapped == 0 {
                 break;
             }
@@ -2359,7 +2440,7 @@ impl MptcpConnection {
                 len -= len % data_mss(&sub.tcp);
             }
             let dsn = sh.snd_nxt;
-            if !map_range(sh, sub, dsn, len, capable) {
+            if !map_range(sh, sub, dsn, len, capable, true) {
                 break;
             }
             infos[i] = sched_info(sub);
@@ -2372,14 +2453,13 @@ impl MptcpConnection {
                     if j == i || !eligible || sched::room(&infos[j], in_use) < len {
                         continue;
                     }
-                    if map_range(sh, &mut self.subflows[j], dsn, len, false) {
+                    if map_range(sh, &mut self.subflows[j], dsn, len, false, false) {
                         infos[j] = sched_info(&self.subflows[j]);
                     }
                 }
             }
         }
-        let all_mapped =
-            self.sh.snd_nxt.distance_from(self.sh.snd_una) as usize >= self.sh.tx.len();
+        let all_mapped = self.sh.unmapped() == 0;
         if window_blocked || all_mapped {
             self.opportunistic_retransmit(infos, window_blocked);
         }
@@ -2397,6 +2477,55 @@ impl MptcpConnection {
         }
     }
 
+    /// Drop from the send buffer what the peer DATA_ACKed and no subflow still needs: a
+    /// subflow given data without a copy reads it from here until its own peer acknowledged it
+    /// (a DATA_ACK may come first, over another subflow), so the buffer keeps everything from
+    /// the oldest such mapping on. Those are in DSN order on each subflow: the first one found
+    /// is its oldest.
+    ///
+    /// A subflow that would hold back more than a quarter of the buffer this way, or one that is
+    /// stale (its path may be dead, and it keeps retransmitting into it), takes its own copy of
+    /// those mappings instead: one path must not stall the others.
+    fn release_tx(&mut self) {
+        let sh = &mut self.sh;
+        let mut keep = sh.snd_una;
+        let most = sh.tx.limit() / 4;
+        for sub in &mut self.subflows {
+            let Some(m) = sub.st.tx_maps.iter().find(|m| m.external) else {
+                continue;
+            };
+            let held = sh.snd_una.distance_from(m.dsn);
+            if held <= 0 {
+                continue;
+            }
+            if sub.st.stale || held as usize > most {
+                for m in sub.st.tx_maps.iter_mut().filter(|m| m.external) {
+                    let offset = m.dsn.distance_from(sh.tx_start);
+                    let len = usize::from(m.len);
+                    if offset < 0 || offset as usize + len > sh.tx.len() {
+                        continue;
+                    }
+                    let (first, second) = sh.tx.slices_at(offset as usize, len);
+                    if sub.tcp.own_chunk(m.tag, first, second) {
+                        m.external = false;
+                    }
+                }
+                sh.counters.tx_copies_taken += 1;
+                match sub.st.tx_maps.iter().find(|m| m.external) {
+                    Some(m) if m.dsn.distance_from(keep) < 0 => keep = m.dsn,
+                    _ => {}
+                }
+            } else if m.dsn.distance_from(keep) < 0 {
+                keep = m.dsn;
+            }
+        }
+        let n = keep.distance_from(sh.tx_start);
+        if n > 0 {
+            sh.tx.consume(n as usize);
+            sh.tx_start = keep;
+        }
+    }
+
     /// Forget mappings the subflows have fully delivered: the chunks still in a subflow's send
     /// buffer are its last ones, so pop from the front while the rest cover them.
     fn prune_tx_maps(&mut self) {
@@ -2406,13 +2535,12 @@ impl MptcpConnection {
                 continue;
             }
             let pending = sub.tcp.send_queue();
-            let mut queued: usize = sub.st.tx_maps.iter().map(|m| usize::from(m.len)).sum();
             while let Some(front) = sub.st.tx_maps.front() {
                 let len = usize::from(front.len);
-                if queued - len < pending {
+                if sub.st.tx_mapped - len < pending {
                     break;
                 }
-                queued -= len;
+                sub.st.tx_mapped -= len;
                 sub.st.tx_maps.pop_front();
             }
         }
@@ -2432,6 +2560,7 @@ impl MptcpConnection {
                 queue_reinjection(&mut self.sh, &sub.st.tx_maps);
             }
             sub.st.tx_maps.clear();
+            sub.st.tx_mapped = 0;
         }
     }
 
@@ -2456,7 +2585,7 @@ impl MptcpConnection {
             };
             let i = pick.subflow;
             let n = remaining.min(pick.max_bytes).min(self.max_mapping);
-            if !map_range(sh, &mut self.subflows[i], start, n, false) {
+            if !map_range(sh, &mut self.subflows[i], start, n, false, false) {
                 break;
             }
             infos[i] = sched_info(&self.subflows[i]);
@@ -2516,7 +2645,7 @@ impl MptcpConnection {
                 .max()
                 .unwrap_or(0);
             let ratio = (slow_rtt / fast_rtt.max(1)).max(2) as usize;
-            if sh.tx.len() > infos[fast].cwnd.saturating_mul(ratio * 4) {
+            if sh.queued() > infos[fast].cwnd.saturating_mul(ratio * 4) {
                 return;
             }
         }
@@ -2545,7 +2674,7 @@ impl MptcpConnection {
             }
             let end = map.dsn + u64::from(map.len);
             let len = (end.distance_from(from) as usize).min(room);
-            if !map_range(sh, &mut self.subflows[fast], from, len, false) {
+            if !map_range(sh, &mut self.subflows[fast], from, len, false, false) {
                 break;
             }
             infos[fast] = sched_info(&self.subflows[fast]);

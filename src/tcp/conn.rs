@@ -210,6 +210,12 @@ pub trait Hooks {
     fn deliver(&mut self, _seq: TcpSeq, _payload: &[u8]) -> bool {
         false
     }
+    /// Fill `out` with the payload of the outgoing segment `info` when it lies in a chunk
+    /// queued with [`Connection::send_chunk_external`] (the engine holds no copy of it); false
+    /// if the bytes are not available (the segment is then not sent).
+    fn payload(&mut self, _info: &OutgoingInfo, _out: &mut [u8]) -> bool {
+        false
+    }
     /// Option bytes to keep free on every data segment (e.g. a DSS mapping), so the payload
     /// size leaves room for them.
     fn reserved_option_space(&self) -> usize {
@@ -230,6 +236,8 @@ const DUP_THRESH: u32 = 3;
 const MAX_WINDOW_FIELD: usize = u16::MAX as usize;
 /// The most retransmissions remembered for lost-retransmit detection (see `rxt_marks`).
 const MAX_RXT_MARKS: usize = 4096;
+/// The tag bit of chunks whose bytes the engine does not hold (see `send_chunk_external`).
+const EXTERNAL_CHUNK: u64 = 1 << 63;
 /// Send an immediate ACK for every second full-sized segment (RFC 9293 section 3.8.6.3).
 const ACK_EVERY: u32 = 2;
 
@@ -697,6 +705,47 @@ impl Connection {
         self.tx.push(first);
         self.tx.push(second);
         self.chunks.push_back((start, start + len as u32, tag));
+        true
+    }
+
+    /// Queue `len` bytes as one chunk, like [`send_chunk`](Connection::send_chunk), whose
+    /// content the engine does not copy: every segment that carries them (the first time or as
+    /// a retransmission) gets them from [`Hooks::payload`]. The MPTCP layer uses it to send
+    /// from its own buffer, one copy fewer per byte. `tag` must be below 2^63.
+    pub fn send_chunk_external(&mut self, len: usize, tag: u64) -> bool {
+        if !self.can_send() || len == 0 || len > self.tx.free() || tag & EXTERNAL_CHUNK != 0 {
+            return false;
+        }
+        let start = self.tx_seq_at(self.tx.len());
+        self.tx.push_phantom(len);
+        self.chunks
+            .push_back((start, start + len as u32, tag | EXTERNAL_CHUNK));
+        true
+    }
+
+    /// Take a copy of the bytes of the external chunk `tag` (all of it, `first` then `second`),
+    /// so that its segments no longer need [`Hooks::payload`]: the MPTCP layer does so when
+    /// keeping them for this subflow would hold back its own buffer. Bytes already acknowledged
+    /// are skipped. False if there is no such chunk or the length differs.
+    pub fn own_chunk(&mut self, tag: u64, first: &[u8], second: &[u8]) -> bool {
+        let raw = tag | EXTERNAL_CHUNK;
+        let Some(k) = self.chunks.iter().position(|c| c.2 == raw) else {
+            return false;
+        };
+        let (start, end, _) = self.chunks[k];
+        if first.len() + second.len() != end.distance_from(start) as usize {
+            return false;
+        }
+        let base = self.tx_base();
+        let skip = base.distance_from(start).max(0) as usize;
+        let at = start.distance_from(base).max(0) as usize;
+        if skip < first.len() {
+            self.tx.write_at(at, &first[skip..]);
+            self.tx.write_at(at + first.len() - skip, second);
+        } else {
+            self.tx.write_at(at, &second[skip - first.len()..]);
+        }
+        self.chunks[k].2 = tag;
         true
     }
 
@@ -1988,10 +2037,26 @@ impl Connection {
     }
 
     fn chunk_of(&self, seq: TcpSeq) -> Option<(TcpSeq, usize, u64)> {
+        // Chunks are in sequence order and disjoint: the first that ends after `seq`.
+        let k = self
+            .chunks
+            .partition_point(|&(_, end, _)| end.distance_from(seq) <= 0);
         self.chunks
-            .iter()
-            .find(|&&(start, end, _)| start.distance_from(seq) <= 0 && end.distance_from(seq) > 0)
+            .get(k)
+            .filter(|&&(start, _, _)| start.distance_from(seq) <= 0)
             .map(|&(start, end, tag)| (start, end.distance_from(start) as usize, tag))
+    }
+
+    /// [`Connection::chunk_of`] as the hooks see it (the tag without the external bit), and
+    /// whether the chunk's bytes are external.
+    fn chunk_info(&self, seq: TcpSeq) -> (Option<(TcpSeq, usize, u64)>, bool) {
+        match self.chunk_of(seq) {
+            Some((start, len, tag)) => (
+                Some((start, len, tag & !EXTERNAL_CHUNK)),
+                tag & EXTERNAL_CHUNK != 0,
+            ),
+            None => (None, false),
+        }
     }
 
     fn advance_snd_nxt(&mut self, now: Instant, seq: TcpSeq, len: usize, flags: u8) {
@@ -2053,16 +2118,17 @@ impl Connection {
             });
         }
         let payload_seq = if syn { seq + 1 } else { seq };
+        let (chunk, external) = if len > 0 {
+            self.chunk_info(payload_seq)
+        } else {
+            (None, false)
+        };
         let info = OutgoingInfo {
             flags: TcpFlags(flags),
             seq: payload_seq,
             len,
             retransmission,
-            chunk: if len > 0 {
-                self.chunk_of(payload_seq)
-            } else {
-                None
-            },
+            chunk,
         };
         hooks.on_transmit(&info, &mut options);
         if self.sack_ok && !syn && !rst && !self.ooo.is_empty() {
@@ -2115,8 +2181,18 @@ impl Connection {
         if len > 0 {
             let offset = payload_seq.distance_from(self.tx_base()).max(0) as usize;
             let len_avail = self.tx.len().saturating_sub(offset).min(len);
-            self.tx
-                .read_at(offset, &mut buf[headers..headers + len_avail]);
+            let out = &mut buf[headers..headers + len_avail];
+            if external {
+                let info = OutgoingInfo {
+                    len: len_avail,
+                    ..info
+                };
+                if !hooks.payload(&info, out) {
+                    return None;
+                }
+            } else {
+                self.tx.read_at(offset, out);
+            }
             len = len_avail;
         }
         let n = segment.emit_around_payload(buf, len).ok()?;

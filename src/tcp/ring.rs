@@ -81,6 +81,14 @@ impl Ring {
         n
     }
 
+    /// Count up to `n` more bytes as held without storing them (their content lives elsewhere;
+    /// the owner never reads them back from here); returns the count. Positions stay reserved,
+    /// so stored bytes may follow.
+    pub fn push_phantom(&mut self, n: usize) -> usize {
+        let n = n.min(self.free());
+        self.len += n;
+        n
+    }
     /// Write `data` at `offset` from the head, where `offset + data.len() <= limit`. Bytes past
     /// `len()` are not counted as held until [`Ring::extend_len`] says so (out-of-order data).
     pub fn write_at(&mut self, offset: usize, data: &[u8]) {
@@ -134,8 +142,10 @@ impl Ring {
             return;
         }
         // The head moves even when nothing is left: bytes written ahead of `len` (out-of-order
-        // data) keep their offsets from it.
-        self.head = (self.head + n) % self.buf.len();
+        // data) keep their offsets from it. Nothing allocated: only phantom bytes were held.
+        if !self.buf.is_empty() {
+            self.head = (self.head + n) % self.buf.len();
+        }
         self.len -= n;
     }
 
