@@ -766,14 +766,8 @@ impl Hooks for SubflowHooks<'_> {
         {
             return false;
         }
-        let maps = &mut self.st.rx_maps;
-        while maps
-            .front()
-            .is_some_and(|m| !m.infinite && (m.ssn + m.len).distance_from(seq) <= 0)
-        {
-            maps.pop_front();
-        }
-        let Some(m) = maps.front().copied() else {
+        drop_delivered_maps(&mut self.st.rx_maps, seq);
+        let Some(m) = self.st.rx_maps.front().copied() else {
             return false;
         };
         let offset = seq.distance_from(m.ssn);
@@ -1198,6 +1192,17 @@ fn write_signals(
     {
         // The window of this segment is relative to it (see `Shared::rcv_adv`).
         sh.data_ack_tx = Some(Dsn(ack));
+    }
+}
+
+/// Forget the received mappings that end at or before subflow sequence `seq` (everything
+/// before it has been delivered); an infinite mapping stays.
+fn drop_delivered_maps(maps: &mut VecDeque<RxMap>, seq: TcpSeq) {
+    while maps
+        .front()
+        .is_some_and(|m| !m.infinite && (m.ssn + m.len).distance_from(seq) <= 0)
+    {
+        maps.pop_front();
     }
 }
 
@@ -2310,10 +2315,8 @@ impl MptcpConnection {
                 }
                 if let Some(ack) = self.sh.data_ack_tx.take() {
                     let edge = ack + sub.tcp.advertised_window() as u64;
-                    let later =
-                        |new: Dsn, old: Dsn| if new.distance_from(old) > 0 { new } else { old };
                     self.sh.rcv_adv = Some(match self.sh.rcv_adv {
-                        Some((a, e)) => (later(ack, a), later(edge, e)),
+                        Some((a, e)) => (ack.max_seq(a), edge.max_seq(e)),
                         None => (ack, edge),
                     });
                 }
@@ -2499,6 +2502,7 @@ impl MptcpConnection {
                 continue;
             }
             if sub.st.stale || held as usize > most {
+                let mut copied = false;
                 for m in sub.st.tx_maps.iter_mut().filter(|m| m.external) {
                     let offset = m.dsn.distance_from(sh.tx_start);
                     let len = usize::from(m.len);
@@ -2508,9 +2512,10 @@ impl MptcpConnection {
                     let (first, second) = sh.tx.slices_at(offset as usize, len);
                     if sub.tcp.own_chunk(m.tag, first, second) {
                         m.external = false;
+                        copied = true;
                     }
                 }
-                sh.counters.tx_copies_taken += 1;
+                sh.counters.tx_copies_taken += u64::from(copied);
                 match sub.st.tx_maps.iter().find(|m| m.external) {
                     Some(m) if m.dsn.distance_from(keep) < 0 => keep = m.dsn,
                     _ => {}
@@ -2726,14 +2731,7 @@ impl MptcpConnection {
                     // Plain TCP: the application reads the subflow directly.
                     break;
                 }
-                while sub
-                    .st
-                    .rx_maps
-                    .front()
-                    .is_some_and(|m| !m.infinite && (m.ssn + m.len).distance_from(seq) <= 0)
-                {
-                    sub.st.rx_maps.pop_front();
-                }
+                drop_delivered_maps(&mut sub.st.rx_maps, seq);
                 if let Some(inf) = sub.st.rx_maps.iter().find(|m| m.infinite).copied() {
                     let before = inf.ssn.distance_from(seq);
                     let next_is_infinite = sub.st.rx_maps.front().is_some_and(|m| m.infinite);
