@@ -1,6 +1,8 @@
 //! End-to-end goodput in memory, MTU 1500, checksums computed and verified on every packet:
 //! our MPTCP (one subflow, one subflow with DSS checksums, two subflows), our plain TCP, and
-//! smoltcp's own `tcp::Socket` pair as the baseline, in the same run. Both ends of each
+//! smoltcp's own `tcp::Socket` pair as the baseline, in the same run; and, apart, one MPTCP
+//! subflow with segmentation offload (super segments, no checksum work), as across a TUN with
+//! offload. Both ends of each
 //! transfer run on the one bench thread, so "per core" means both stacks together.
 //!
 //! Run: `cargo bench --bench transfer` (add `-- --quick` for a short run). Compare within a
@@ -33,8 +35,15 @@ const B1: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
 
 #[derive(Clone, Copy)]
 enum Ours {
-    Mptcp { checksum: bool, subflows: usize },
+    Mptcp {
+        checksum: bool,
+        subflows: usize,
+    },
     PlainTcp,
+    /// One MPTCP subflow with segmentation offload: the sender writes super segments of up
+    /// to 44 segments and the receiver takes them whole, checksums left to the "device", as
+    /// across a TUN with offload (not comparable with the checksummed rows).
+    MptcpOffload,
 }
 
 /// One transfer of `BYTES` between two of our endpoints, packets handed over directly.
@@ -44,12 +53,14 @@ fn ours(kind: Ours) -> usize {
     match kind {
         Ours::Mptcp { checksum, .. } => cfg.mptcp.checksum = checksum,
         Ours::PlainTcp => cfg.mptcp.enabled = false,
+        Ours::MptcpOffload => {}
     }
+    let offload = matches!(kind, Ours::MptcpOffload);
     let mut a = Endpoint::new(cfg.clone());
     let mut b = Endpoint::new(EndpointConfig { seed: 2, ..cfg });
     let subflows = match kind {
         Ours::Mptcp { subflows, .. } => subflows,
-        Ours::PlainTcp => 1,
+        Ours::PlainTcp | Ours::MptcpOffload => 1,
     };
     let flags = AddrFlags {
         signal: false,
@@ -77,8 +88,14 @@ fn ours(kind: Ours) -> usize {
         {
             sent += n;
         }
-        while let Some(n) = a.poll_transmit(now, &mut pkt) {
-            b.handle_packet(now, &pkt[..n]);
+        if offload {
+            while let Some(t) = a.poll_transmit_segments(now, &mut pkt, 44) {
+                b.handle_packet_trusted(now, &pkt[..t.len]);
+            }
+        } else {
+            while let Some(n) = a.poll_transmit(now, &mut pkt) {
+                b.handle_packet(now, &pkt[..n]);
+            }
         }
         while let Some(ev) = b.poll_event() {
             if let Event::Accepted(x) = ev {
@@ -255,6 +272,9 @@ fn in_memory(c: &mut Criterion) {
                 subflows: 1,
             }))
         })
+    });
+    g.bench_function("ours_mptcp_1_subflow_offload", |b| {
+        b.iter(|| black_box(ours(Ours::MptcpOffload)))
     });
     g.bench_function("ours_mptcp_2_subflows", |b| {
         b.iter(|| {

@@ -68,6 +68,9 @@ mod interop {
         Checksum,
         TwoSubflows,
         Fallback,
+        /// GSO/TSO/GRO on for the case's veths (topology.sh turns them off): the kernel hands
+        /// our TUN the super segments it merged, and passes ours on without cutting them.
+        VethOffload,
     }
 
     struct Case {
@@ -155,6 +158,35 @@ mod interop {
         }
     }
 
+    /// Offloads on for these (namespace, device) pairs while alive; off again when dropped.
+    struct VethOffloads(Vec<(String, String)>);
+
+    impl VethOffloads {
+        fn on(devs: Vec<(String, String)>) -> Result<VethOffloads, String> {
+            let guard = VethOffloads(devs);
+            for (ns, dev) in &guard.0 {
+                ns_cmd(
+                    ns,
+                    &["ethtool", "-K", dev, "gso", "on", "tso", "on", "gro", "on"],
+                )?;
+            }
+            Ok(guard)
+        }
+    }
+
+    impl Drop for VethOffloads {
+        fn drop(&mut self) {
+            for (ns, dev) in &self.0 {
+                let off = [
+                    "ethtool", "-K", dev, "gso", "off", "tso", "off", "gro", "off",
+                ];
+                if let Err(e) = ns_cmd(ns, &off) {
+                    log(format!("could not turn offloads off on {dev}: {e}"));
+                }
+            }
+        }
+    }
+
     /// Why the fallback case cannot run here, if it cannot.
     fn iptables_unavailable() -> Option<String> {
         if !crate::common::runs("iptables", &["-V"]) {
@@ -168,7 +200,20 @@ mod interop {
         let ns_s = topo.ns_s();
         let mut _checksum = None;
         let mut _strip = None;
+        let mut _offloads = None;
         match case.special {
+            Special::VethOffload => {
+                if !crate::common::runs("ethtool", &["--version"]) {
+                    crate::common::skipped(&format!("{NAME}: {}", case.name), "no ethtool command");
+                    return Ok(None);
+                }
+                let mut devs = Vec::new();
+                for &p in case.paths {
+                    devs.push((topo.ns_r(), topo.r_dev(p)));
+                    devs.push((ns_s.clone(), topo.s_dev(p)));
+                }
+                _offloads = Some(VethOffloads::on(devs)?);
+            }
             Special::Checksum => {
                 ns_cmd(&ns_s, &["sysctl", "-w", "net.mptcp.checksum_enabled=1"])?;
                 _checksum = Some(ChecksumOn(&ns_s));
@@ -407,6 +452,18 @@ mod interop {
                 )
             },
             Case {
+                ours_addrs: &["198.18.101.1", "198.18.102.1"],
+                paths: &[1, 2],
+                offload: true,
+                ..v4(
+                    "g_offload_two_subflows",
+                    Role::OursClient,
+                    true,
+                    5414,
+                    Special::TwoSubflows,
+                )
+            },
+            Case {
                 offload: true,
                 ..v4(
                     "g_offload_our_client_sends",
@@ -434,6 +491,26 @@ mod interop {
                     true,
                     5411,
                     Special::Checksum,
+                )
+            },
+            Case {
+                offload: true,
+                ..v4(
+                    "g_gro_kernel_client_sends",
+                    Role::OursServer,
+                    false,
+                    5412,
+                    Special::VethOffload,
+                )
+            },
+            Case {
+                offload: true,
+                ..v4(
+                    "g_tso_our_client_sends",
+                    Role::OursClient,
+                    true,
+                    5413,
+                    Special::VethOffload,
                 )
             },
             Case {

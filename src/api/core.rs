@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::signal::Signal;
 use crate::endpoint::{ConnectionHandle, Endpoint, Event};
-use crate::node::{Duration, Instant, Node};
+use crate::node::{Duration, Instant, Node, Transmit};
 
 /// A connection the application side knows.
 #[derive(Debug)]
@@ -324,6 +324,22 @@ impl Node for Core {
         let out = self.ep.poll_transmit(now, buf);
         self.dispatch();
         out
+    }
+
+    fn poll_transmit_segments(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        max_segments: usize,
+    ) -> Option<Transmit> {
+        let out = self.ep.poll_transmit_segments(now, buf, max_segments);
+        self.dispatch();
+        out
+    }
+
+    fn handle_packet_trusted(&mut self, now: Instant, packet: &[u8]) {
+        self.ep.handle_packet_trusted(now, packet);
+        self.dispatch();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
 use super::{Clock, PacketDevice, PcapWriter, Waker};
-use crate::node::{Instant, Node};
+use crate::node::{Instant, Node, Transmit};
 
 /// A closure run on the loop thread against the node, with the current time: how an
 /// application thread acts on a node it does not own.
@@ -82,6 +82,8 @@ pub struct Driver<N, D> {
     pcap: Option<PcapWriter<Box<dyn Write + Send>>>,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
+    /// The device's [`PacketDevice::max_segments`], read once.
+    max_segments: usize,
     commands_tx: Sender<Command<N>>,
     commands_rx: Receiver<Command<N>>,
     shared: Arc<Shared>,
@@ -96,13 +98,21 @@ impl<N: Node, D: PacketDevice> Driver<N, D> {
         let (commands_tx, commands_rx) = unbounded();
         let waker = device.waker();
         let mtu = device.mtu();
+        let max_segments = device.max_segments().max(1);
+        // A device with segmentation offload takes super segments up to the IP length limit.
+        let tx_len = if max_segments > 1 {
+            RX_BUF.max(mtu)
+        } else {
+            mtu
+        };
         Driver {
             node,
             device,
             clock: Clock::new(),
             pcap: None,
             rx_buf: vec![0; RX_BUF.max(mtu)],
-            tx_buf: vec![0; mtu],
+            tx_buf: vec![0; tx_len],
+            max_segments,
             commands_tx,
             commands_rx,
             shared: Arc::default(),
@@ -284,14 +294,18 @@ impl<N: Node, D: PacketDevice> Driver<N, D> {
         let mut received = 0;
         while received < self.batch {
             let now = self.clock.now();
-            let Some(len) = self.device.recv(now, &mut self.rx_buf)? else {
+            let Some(rx) = self.device.recv_packet(now, &mut self.rx_buf)? else {
                 break;
             };
-            let packet = &self.rx_buf[..len.min(self.rx_buf.len())];
+            let packet = &self.rx_buf[..rx.len.min(self.rx_buf.len())];
             if let Some(pcap) = self.pcap.as_mut() {
                 pcap.write_packet(since_epoch(self.clock.wall_time(now)), packet)?;
             }
-            self.node.handle_packet(now, packet);
+            if rx.checksum_trusted {
+                self.node.handle_packet_trusted(now, packet);
+            } else {
+                self.node.handle_packet(now, packet);
+            }
             self.stats.packets_in += 1;
             self.stats.bytes_in += packet.len() as u64;
             received += 1;
@@ -311,15 +325,27 @@ impl<N: Node, D: PacketDevice> Driver<N, D> {
         let limit = self.batch.saturating_mul(4);
         let mut sent = 0;
         while sent < limit {
-            let Some(len) = self.node.poll_transmit(now, &mut self.tx_buf) else {
+            let out = if self.max_segments > 1 {
+                self.node
+                    .poll_transmit_segments(now, &mut self.tx_buf, self.max_segments)
+            } else {
+                self.node
+                    .poll_transmit(now, &mut self.tx_buf)
+                    .map(Transmit::single)
+            };
+            let Some(out) = out else {
                 break;
             };
             sent += 1;
-            let packet = &self.tx_buf[..len.min(self.tx_buf.len())];
+            let packet = &self.tx_buf[..out.len.min(self.tx_buf.len())];
             if let Some(pcap) = self.pcap.as_mut() {
                 pcap.write_packet(since_epoch(self.clock.wall_time(now)), packet)?;
             }
-            match self.device.send(now, packet) {
+            let result = match out.segment_size {
+                Some(size) => self.device.send_segments(now, packet, size),
+                None => self.device.send(now, packet),
+            };
+            match result {
                 Ok(()) => {
                     self.stats.packets_out += 1;
                     self.stats.bytes_out += packet.len() as u64;

@@ -45,7 +45,16 @@ pub use memory::MemoryDevice;
 pub use pcap::PcapWriter;
 pub use phy::PhyDevice;
 #[cfg(all(feature = "tun", unix))]
-pub use tun::{IDEAL_BATCH_SIZE, TunDevice, TunOffload};
+pub use tun::{TunDevice, TunOffload};
+
+/// One packet from [`PacketDevice::recv_packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxPacket {
+    /// Its length at the start of the buffer.
+    pub len: usize,
+    /// The device vouches for its checksums (they need not be, and may not be, verified).
+    pub checksum_trusted: bool,
+}
 
 /// A device that moves whole IP packets: a TUN interface, an in-memory link, a smoltcp device.
 ///
@@ -72,6 +81,40 @@ pub trait PacketDevice {
     /// A packet longer than `buf` is dropped, or truncated where the OS does so.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
 
+    /// The most TCP segments the device takes as one super segment in
+    /// [`send_segments`](PacketDevice::send_segments) (segmentation offload); 1, the default,
+    /// when it takes none.
+    fn max_segments(&self) -> usize {
+        1
+    }
+
+    /// Send a TCP super segment as [`Node::poll_transmit_segments`](crate::node::Node) made
+    /// it: cut its payload into segments of `segment_size` bytes, each behind a copy of the
+    /// headers, and complete each one's partial TCP checksum. Called only when
+    /// [`max_segments`](PacketDevice::max_segments) is above 1; the default refuses.
+    fn send_segments(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        segment_size: usize,
+    ) -> io::Result<()> {
+        let _ = (now, packet, segment_size);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this device has no segmentation offload",
+        ))
+    }
+
+    /// [`recv`](PacketDevice::recv), also telling whether the device vouches for the packet's
+    /// checksums (a packet the local kernel built, which may be a super segment larger than the
+    /// MTU: see [`Node::handle_packet_trusted`](crate::node::Node)). The default trusts none.
+    fn recv_packet(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<RxPacket>> {
+        Ok(self.recv(now, buf)?.map(|len| RxPacket {
+            len,
+            checksum_trusted: false,
+        }))
+    }
+
     /// Block until a packet may be ready to [`recv`](PacketDevice::recv), the device's
     /// [`Waker`] fires, or `timeout` passes (`None`: no timeout). May return early; must not
     /// sleep through a packet or a wake-up that arrived before or during the call.
@@ -94,6 +137,20 @@ impl<T: PacketDevice + ?Sized> PacketDevice for Box<T> {
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
+    }
+    fn max_segments(&self) -> usize {
+        (**self).max_segments()
+    }
+    fn send_segments(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        segment_size: usize,
+    ) -> io::Result<()> {
+        (**self).send_segments(now, packet, segment_size)
+    }
+    fn recv_packet(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<RxPacket>> {
+        (**self).recv_packet(now, buf)
     }
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).wait(timeout)

@@ -13,23 +13,18 @@
 //!
 //! - **Plain**: every read and every write is exactly one IP packet of at most the MTU: one
 //!   system call per packet each way.
-//! - **Offload** (Linux, `IFF_VNET_HDR` with TCP segmentation offload): packets cross the TUN
-//!   boundary in batches. On the way out, `send` only queues the packet; [`PacketDevice::flush`]
-//!   (the driver calls it after each burst, and `send` when [`IDEAL_BATCH_SIZE`] are queued)
-//!   hands the batch to `tun-rs`, which coalesces consecutive segments of one TCP flow whose
-//!   headers match (same options: an MPTCP mapping repeated on each of its segments, the same
-//!   timestamps) into one large segment the kernel splits again (GSO), so a 64 KiB burst is
-//!   one `write`. On the way in, one `read` may return a large segment the kernel built (GRO
-//!   or a local sender's TSO); `tun-rs` cuts it back into MTU-sized packets with their own
-//!   checksums, and `recv` hands them out one by one. The stack above sees ordinary MTU-sized
-//!   packets in both directions: offload changes the number of system calls, not the
-//!   protocol. Each segment still carries its own complete options, as Linux's own TSO does.
+//! - **Offload** (Linux, `IFF_VNET_HDR` with TCP segmentation offload): every read and write
+//!   carries a 10-byte virtio-net header, and TCP segments may be *super segments* of up to
+//!   64 KiB. On the way out, the stack writes one super segment per `write`
+//!   ([`PacketDevice::send_segments`]: the header asks the kernel to cut it at the MSS and to
+//!   complete each segment's checksum, as for its own TSO); each segment carries the same
+//!   headers and options, so one MPTCP mapping covers them all, as with Linux's own TSO. On
+//!   the way in, one `read` may return a super segment the kernel merged (GRO) or a packet
+//!   with a partial checksum, whose checksums the kernel vouches for: it goes to the stack
+//!   whole ([`PacketDevice::recv_packet`]), unverified. The header travels in its own
+//!   buffer (`writev`/`readv`), so no packet is copied in this layer.
 //!
-//! Memory: offload keeps one 64 KiB read buffer, [`IDEAL_BATCH_SIZE`] receive buffers of the
-//! MTU, and [`IDEAL_BATCH_SIZE`] send buffers of 64 KiB each (reserved on first use: `tun-rs`
-//! coalesces only into a buffer with room for the whole segment), about 8.5 MiB of address
-//! space of which only the pages written are resident; all are reused. `tun-rs` itself copies
-//! each outgoing packet once while coalescing.
+//! Memory: nothing beyond the device in either mode.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -38,24 +33,39 @@ use std::time::Duration;
 use tun_rs::{DeviceBuilder, SyncDevice};
 
 use super::readiness::FdReadiness;
-use super::{PacketDevice, Waker};
+use super::{PacketDevice, RxPacket, Waker};
 use crate::node::Instant;
 
-/// Packets queued (or handed out) per batch in offload mode: `tun-rs`'s recommended size.
+/// The virtio-net header before every packet of an offloading TUN (`struct virtio_net_hdr`,
+/// without the `num_buffers` of the mergeable variant), in the host's byte order (Linux's
+/// legacy virtio layout, which a TUN uses unless `TUNSETVNETLE`/`BE` say otherwise).
 #[cfg(target_os = "linux")]
-pub const IDEAL_BATCH_SIZE: usize = tun_rs::IDEAL_BATCH_SIZE;
-/// Packets queued (or handed out) per batch in offload mode (unused off Linux).
-#[cfg(not(target_os = "linux"))]
-pub const IDEAL_BATCH_SIZE: usize = 128;
+mod vnet {
+    /// Its length.
+    pub const LEN: usize = 10;
+    /// `flags`: `csum_start` and `csum_offset` say where to complete a partial checksum.
+    pub const F_NEEDS_CSUM: u8 = 1;
+    /// `flags`: the checksum was verified (`CHECKSUM_UNNECESSARY`).
+    pub const F_DATA_VALID: u8 = 2;
+    /// `gso_type`: a TCP over IPv4 super segment.
+    pub const GSO_TCPV4: u8 = 1;
+    /// `gso_type`: a TCP over IPv6 super segment.
+    pub const GSO_TCPV6: u8 = 4;
+    /// Offsets of the fields.
+    pub const FLAGS_AT: usize = 0;
+    pub const GSO_TYPE_AT: usize = 1;
+    pub const HDR_LEN_AT: usize = 2;
+    pub const GSO_SIZE_AT: usize = 4;
+    pub const CSUM_START_AT: usize = 6;
+    pub const CSUM_OFFSET_AT: usize = 8;
+    /// Where the checksum field is in a TCP header.
+    pub const TCP_CHECKSUM_OFFSET: u16 = 16;
+}
 
-/// The largest read from an offloading TUN: a virtio-net header and a 64 KiB IP packet.
+/// The most segments one super segment may hold (the kernel's `GSO_MAX_SEGS` is 65535; the
+/// 64 KiB IP length bounds it first).
 #[cfg(target_os = "linux")]
-const OFFLOAD_READ_LEN: usize = tun_rs::VIRTIO_NET_HDR_LEN + 65_535;
-
-/// The capacity of each offload send buffer: what `tun-rs` needs to coalesce a 64 KiB segment
-/// into it (room for two virtio-net headers and the segment).
-#[cfg(target_os = "linux")]
-const OFFLOAD_TX_CAPACITY: usize = 2 * tun_rs::VIRTIO_NET_HDR_LEN + 65_535;
+const MAX_SEGMENTS: usize = 64;
 
 /// Whether a [`TunDevice`] uses TCP segmentation offload (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,24 +85,8 @@ pub struct TunDevice {
     name: String,
     mtu: usize,
     ready: FdReadiness,
-    #[cfg(target_os = "linux")]
-    batch: Option<Box<Batch>>,
-}
-
-/// The buffers of offload mode (boxed: only offloading devices pay for them).
-#[cfg(target_os = "linux")]
-struct Batch {
-    /// Outgoing packets, each behind room for its virtio-net header; `tx_len` are queued.
-    tx: Vec<Vec<u8>>,
-    tx_len: usize,
-    gro: tun_rs::GROTable,
-    /// The last read as the kernel gave it (virtio-net header + up to 64 KiB).
-    rx_raw: Vec<u8>,
-    /// That read cut into packets: `rx_sizes[i]` bytes of `rx[i]`, handed out from `rx_next`.
-    rx: Vec<Vec<u8>>,
-    rx_sizes: Vec<usize>,
-    rx_count: usize,
-    rx_next: usize,
+    /// Offload mode: a virtio-net header on every packet.
+    vnet: bool,
 }
 
 impl TunDevice {
@@ -142,25 +136,15 @@ impl TunDevice {
         let name = device.name()?;
         let mtu = usize::from(device.mtu()?);
         #[cfg(target_os = "linux")]
-        let batch = device.tcp_gso().then(|| {
-            Box::new(Batch {
-                tx: (0..IDEAL_BATCH_SIZE).map(|_| Vec::new()).collect(),
-                tx_len: 0,
-                gro: tun_rs::GROTable::default(),
-                rx_raw: vec![0; OFFLOAD_READ_LEN],
-                rx: (0..IDEAL_BATCH_SIZE).map(|_| vec![0; mtu]).collect(),
-                rx_sizes: vec![0; IDEAL_BATCH_SIZE],
-                rx_count: 0,
-                rx_next: 0,
-            })
-        });
+        let vnet = device.tcp_gso();
+        #[cfg(not(target_os = "linux"))]
+        let vnet = false;
         Ok(TunDevice {
             device,
             name,
             mtu,
             ready: FdReadiness::new()?,
-            #[cfg(target_os = "linux")]
-            batch,
+            vnet,
         })
     }
 
@@ -171,13 +155,21 @@ impl TunDevice {
 
     /// Whether the device runs in offload mode (batches through `IFF_VNET_HDR`).
     pub fn offload(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        {
-            self.batch.is_some()
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            false
+        self.vnet
+    }
+
+    /// Write one packet behind `header` (offload mode).
+    #[cfg(target_os = "linux")]
+    fn write_vnet(&mut self, header: &[u8; vnet::LEN], packet: &[u8]) -> io::Result<()> {
+        let bufs = [io::IoSlice::new(header), io::IoSlice::new(packet)];
+        let n = self.device.send_vectored(&bufs)?;
+        if n == vnet::LEN + packet.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to the TUN device",
+            ))
         }
     }
 
@@ -210,30 +202,18 @@ impl PacketDevice for TunDevice {
     }
 
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        if let Some(batch) = self.batch.as_mut() {
-            if packet.len() > self.mtu {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "packet over the TUN MTU",
-                ));
-            }
-            let buf = &mut batch.tx[batch.tx_len];
-            if buf.capacity() < OFFLOAD_TX_CAPACITY {
-                // Once per buffer: tun-rs coalesces only into a buffer that already has room
-                // for the whole 64 KiB segment (it never reallocates).
-                buf.reserve_exact(OFFLOAD_TX_CAPACITY);
-            }
-            buf.clear();
-            buf.resize(tun_rs::VIRTIO_NET_HDR_LEN, 0);
-            buf.extend_from_slice(packet);
-            batch.tx_len += 1;
-            if batch.tx_len == batch.tx.len() {
-                return self.flush(now);
-            }
-            return Ok(());
-        }
         let _ = now;
+        if packet.len() > self.mtu {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "packet over the TUN MTU",
+            ));
+        }
+        #[cfg(target_os = "linux")]
+        if self.vnet {
+            // An ordinary packet: no segmentation, its checksums complete.
+            return self.write_vnet(&[0; vnet::LEN], packet);
+        }
         let n = self.device.send(packet)?;
         if n == packet.len() {
             Ok(())
@@ -245,70 +225,112 @@ impl PacketDevice for TunDevice {
         }
     }
 
-    fn flush(&mut self, _now: Instant) -> io::Result<()> {
+    fn max_segments(&self) -> usize {
         #[cfg(target_os = "linux")]
-        if let Some(batch) = self.batch.as_mut() {
-            if batch.tx_len == 0 {
-                return Ok(());
-            }
-            let queued = batch.tx_len;
-            batch.tx_len = 0;
-            let result = self.device.send_multiple(
-                &mut batch.gro,
-                &mut batch.tx[..queued],
-                tun_rs::VIRTIO_NET_HDR_LEN,
-            );
-            return result.map(|_| ());
+        if self.vnet {
+            return MAX_SEGMENTS;
         }
-        Ok(())
+        1
     }
 
-    fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn send_segments(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        segment_size: usize,
+    ) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        if let Some(batch) = self.batch.as_mut() {
-            if batch.rx_next == batch.rx_count {
-                batch.rx_next = 0;
-                batch.rx_count = 0;
-                match self.device.recv_multiple(
-                    &mut batch.rx_raw,
-                    &mut batch.rx,
-                    &mut batch.rx_sizes,
-                    0,
-                ) {
-                    Ok(n) => batch.rx_count = n,
+        if self.vnet {
+            let _ = now;
+            let header = super_segment_header(packet, segment_size, self.mtu)?;
+            return self.write_vnet(&header, packet);
+        }
+        let _ = (now, packet, segment_size);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "TUN without offload: no super segments",
+        ))
+    }
+
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.recv_packet(now, buf)?.map(|p| p.len))
+    }
+
+    fn recv_packet(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<RxPacket>> {
+        #[cfg(target_os = "linux")]
+        if self.vnet {
+            let mut header = [0u8; vnet::LEN];
+            let n = {
+                let mut bufs = [io::IoSliceMut::new(&mut header), io::IoSliceMut::new(buf)];
+                match self.device.recv_vectored(&mut bufs) {
+                    Ok(n) => n,
                     Err(e) if would_block(&e) => return Ok(None),
-                    // A read the offload layer could not cut up (a malformed virtio header, a
-                    // GSO type it does not know): that packet is lost, the device lives on.
-                    Err(e) if e.kind() == io::ErrorKind::Other => return Ok(None),
                     Err(e) => return Err(e),
                 }
-                if batch.rx_count == 0 {
-                    return Ok(None);
-                }
-            }
-            let i = batch.rx_next;
-            batch.rx_next += 1;
-            let len = batch.rx_sizes[i].min(buf.len());
-            buf[..len].copy_from_slice(&batch.rx[i][..len]);
-            return Ok(Some(len));
+            };
+            let Some(len) = n.checked_sub(vnet::LEN) else {
+                // Shorter than its header: nothing to hand on.
+                return Ok(None);
+            };
+            // The kernel built the packet (a partial checksum) or verified it: either way its
+            // checksums hold, and a super segment's is no checksum of its own bytes.
+            let flags = header[vnet::FLAGS_AT];
+            let trusted = flags & (vnet::F_NEEDS_CSUM | vnet::F_DATA_VALID) != 0;
+            return Ok(Some(RxPacket {
+                len,
+                checksum_trusted: trusted,
+            }));
         }
         match self.device.recv(buf) {
-            Ok(n) => Ok(Some(n)),
+            Ok(n) => Ok(Some(RxPacket {
+                len: n,
+                checksum_trusted: false,
+            })),
             Err(e) if would_block(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        if self.batch.as_ref().is_some_and(|b| b.rx_next < b.rx_count) {
-            // Packets of the last read are still waiting: do not sleep on the descriptor.
-            return Ok(());
-        }
         self.ready.wait(self.device.as_fd(), timeout)
     }
 
     fn waker(&self) -> Waker {
         self.ready.waker()
     }
+}
+
+/// The virtio-net header that has the kernel cut `packet` (an IPv4 or IPv6 TCP super segment
+/// with a partial checksum) into segments of `segment_size` payload bytes, each within `mtu`.
+#[cfg(target_os = "linux")]
+fn super_segment_header(
+    packet: &[u8],
+    segment_size: usize,
+    mtu: usize,
+) -> io::Result<[u8; vnet::LEN]> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+    let (ip_len, gso_type) = match packet.first().map(|b| b >> 4) {
+        Some(4) => (usize::from(packet[0] & 0x0f) * 4, vnet::GSO_TCPV4),
+        Some(6) => (40, vnet::GSO_TCPV6),
+        _ => return Err(invalid("super segment: not IPv4 or IPv6")),
+    };
+    let tcp_len = packet
+        .get(ip_len + 12)
+        .map(|b| usize::from(b >> 4) * 4)
+        .ok_or_else(|| invalid("super segment: truncated TCP header"))?;
+    let headers = ip_len + tcp_len;
+    if segment_size == 0 || headers + segment_size > mtu || packet.len() <= headers {
+        return Err(invalid("super segment: segment size and MTU do not agree"));
+    }
+    let field = |v: usize| u16::try_from(v).map_err(|_| invalid("super segment: too long"));
+    let mut h = [0u8; vnet::LEN];
+    h[vnet::FLAGS_AT] = vnet::F_NEEDS_CSUM;
+    h[vnet::GSO_TYPE_AT] = gso_type;
+    h[vnet::HDR_LEN_AT..vnet::HDR_LEN_AT + 2].copy_from_slice(&field(headers)?.to_ne_bytes());
+    h[vnet::GSO_SIZE_AT..vnet::GSO_SIZE_AT + 2]
+        .copy_from_slice(&field(segment_size)?.to_ne_bytes());
+    h[vnet::CSUM_START_AT..vnet::CSUM_START_AT + 2].copy_from_slice(&field(ip_len)?.to_ne_bytes());
+    h[vnet::CSUM_OFFSET_AT..vnet::CSUM_OFFSET_AT + 2]
+        .copy_from_slice(&vnet::TCP_CHECKSUM_OFFSET.to_ne_bytes());
+    Ok(h)
 }

@@ -42,7 +42,7 @@ use crate::mptcp::pm::{
     AddrFlags, LocalAddr, PathManager, PathManagerKind, PmAction, PmSubflow, PmView,
 };
 use crate::mptcp::{MAX_SUBFLOWS, MptcpConfig, MptcpConnection, Scheduler, SchedulerKind};
-use crate::node::{Duration, Instant, Node};
+use crate::node::{Duration, Instant, Node, Transmit};
 use crate::seq::TcpSeq;
 use crate::tcp::{self, Connection};
 use crate::wire::{
@@ -1444,10 +1444,17 @@ fn cookie_syn(
     }
 }
 
-impl Node for Endpoint {
-    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+impl Endpoint {
+    /// A received packet ([`Node::handle_packet`]); `trusted`: its TCP checksum is not
+    /// verified ([`Node::handle_packet_trusted`]).
+    fn receive(&mut self, now: Instant, packet: &[u8], trusted: bool) {
         self.stats.packets_in += 1;
-        let ip = match IpSegment::parse(packet) {
+        let parsed = if trusted {
+            IpSegment::parse_trusted(packet)
+        } else {
+            IpSegment::parse(packet)
+        };
+        let ip = match parsed {
             Ok(ip) => ip,
             Err(crate::wire::Error::NotTcp(_)) => {
                 self.stats.not_tcp += 1;
@@ -1587,7 +1594,16 @@ impl Node for Endpoint {
         self.stats.no_connection += 1;
         self.queue_rst_for(ip.src, ip.dst, seg);
     }
+}
 
+impl Node for Endpoint {
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.receive(now, packet, false);
+    }
+
+    fn handle_packet_trusted(&mut self, now: Instant, packet: &[u8]) {
+        self.receive(now, packet, true);
+    }
     fn handle_timeout(&mut self, now: Instant) {
         self.refresh_timers();
         let mut due = std::mem::take(&mut self.due);
@@ -1622,10 +1638,20 @@ impl Node for Endpoint {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit_segments(now, buf, 1).map(|t| t.len)
+    }
+
+    fn poll_transmit_segments(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        max_segments: usize,
+    ) -> Option<Transmit> {
         if let Some(rst) = self.rsts.pop_front() {
             self.stats.rsts_sent += 1;
             self.stats.packets_out += 1;
-            return rst.emit(buf).ok();
+            let limit = buf.len().min(self.cfg.mtu);
+            return rst.emit(&mut buf[..limit]).ok().map(Transmit::single);
         }
         while let Some(c) = self.cookie_synacks.pop_front() {
             // The SYN/ACK of a cookie, written by a connection made for it and dropped at
@@ -1636,10 +1662,16 @@ impl Node for Endpoint {
             let limit = buf.len().min(self.cfg.mtu);
             if let Some(n) = conn.poll_transmit(c.at, &mut buf[..limit]) {
                 self.stats.packets_out += 1;
-                return Some(n);
+                return Some(Transmit::single(n));
             }
         }
-        let limit = buf.len().min(self.cfg.mtu);
+        // A super segment is bounded by the IP length field; each of its segments by the MTU
+        // through the MSS.
+        let limit = if max_segments > 1 {
+            buf.len().min(usize::from(u16::MAX))
+        } else {
+            buf.len().min(self.cfg.mtu)
+        };
         while let Some(idx) = self.ready.pop_front() {
             let Some(Some(slot)) = self.slots.get_mut(idx) else {
                 continue;
@@ -1647,7 +1679,9 @@ impl Node for Endpoint {
             if !std::mem::take(&mut slot.queued) || !slot.conn.wants_to_transmit() {
                 continue;
             }
-            let out = slot.conn.poll_transmit(now, &mut buf[..limit]);
+            let out = slot
+                .conn
+                .poll_transmit_segments(now, &mut buf[..limit], max_segments);
             // Sending changes timers (retransmission, delayed ACK). A connection that sent
             // may have more: back of the queue, after the others (round-robin); one that had
             // nothing it may send (a full window) waits to be touched by an ACK or a timer.
@@ -1656,9 +1690,9 @@ impl Node for Endpoint {
                 self.enqueue(idx);
             }
             self.update_events(idx);
-            if let Some(len) = out {
+            if let Some(t) = out {
                 self.stats.packets_out += 1;
-                return Some(len);
+                return Some(t);
             }
         }
         self.refresh_timers();

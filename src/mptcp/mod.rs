@@ -42,6 +42,7 @@ pub use sched::{
 };
 
 use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum, join_ack_hmac, join_synack_hmac};
+use crate::node::Transmit;
 use crate::seq::{Dsn, Ssn, TcpSeq};
 use crate::tcp::coupled::{Coupling, PathSample, couple};
 use crate::tcp::ring::Ring;
@@ -2296,15 +2297,28 @@ impl MptcpConnection {
 
     /// The next packet of any subflow.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit_segments(now, buf, 1).map(|t| t.len)
+    }
+
+    /// [`poll_transmit`](MptcpConnection::poll_transmit) with segmentation offload (see
+    /// [`Connection::poll_transmit_segments`]): each segment of a super segment carries the
+    /// same options, so one DSS mapping covers them all, as with Linux's TSO.
+    pub fn poll_transmit_segments(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        max_segments: usize,
+    ) -> Option<Transmit> {
         self.sh.now = now;
         self.arm_fin_timer(now);
         for sub in &mut self.subflows {
             if !sub.tcp.wants_to_transmit() {
                 continue;
             }
-            if let Some(n) = sub.tcp.poll_transmit(
+            if let Some(n) = sub.tcp.poll_transmit_segments(
                 now,
                 buf,
+                max_segments,
                 &mut SubflowHooks {
                     sh: &mut self.sh,
                     st: &mut sub.st,

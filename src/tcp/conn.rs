@@ -29,6 +29,7 @@ use super::cc::{AckSample, CcAlgorithm, CongestionControl};
 use super::coupled::{Coupling, PathSample};
 use super::ring::Ring;
 use super::rtt::RttEstimator;
+use crate::node::Transmit;
 use crate::seq::TcpSeq;
 use crate::wire::tcp::field as tcp_field;
 use crate::wire::{IpSegment, SackBlocks, TcpFlags, TcpOptions, TcpSegment, Timestamp};
@@ -240,6 +241,10 @@ const MAX_RXT_MARKS: usize = 4096;
 const EXTERNAL_CHUNK: u64 = 1 << 63;
 /// Send an immediate ACK for every second full-sized segment (RFC 9293 section 3.8.6.3).
 const ACK_EVERY: u32 = 2;
+/// The largest IP packet (the 16-bit length fields): the bound of a super segment.
+const MAX_IP_PACKET: usize = u16::MAX as usize;
+/// The largest IP and TCP headers with options (IPv6, 60-byte TCP header).
+const MAX_HEADERS: usize = 40 + 60;
 
 /// A TCP connection.
 #[derive(Debug)]
@@ -1547,7 +1552,15 @@ impl Connection {
                 }
                 self.rcv_nxt = end;
                 self.stats.bytes_received += advance as u64;
-                self.segs_unacked += 1;
+                // A super segment (the kernel's GRO behind a TUN) counts as the segments it
+                // merged: RFC 5681 section 4.2's ACK for every second one still holds.
+                let merged = payload
+                    .len()
+                    .div_ceil(usize::from(self.cfg.mss).max(1))
+                    .max(1);
+                self.segs_unacked = self
+                    .segs_unacked
+                    .saturating_add(u32::try_from(merged).unwrap_or(u32::MAX));
                 if filled_hole
                     || self.segs_unacked >= ACK_EVERY
                     || seg.flags.has(TcpFlags::PSH) && self.segs_unacked > 1
@@ -1826,6 +1839,23 @@ impl Connection {
         buf: &mut [u8],
         hooks: &mut impl Hooks,
     ) -> Option<usize> {
+        self.poll_transmit_segments(now, buf, 1, hooks)
+            .map(|t| t.len)
+    }
+
+    /// [`poll_transmit`](Connection::poll_transmit) for a device with segmentation offload
+    /// ([`Node::poll_transmit_segments`](crate::node::Node::poll_transmit_segments)): new data
+    /// may go as one super segment of up to `max_segments` full segments (whole MSS each but
+    /// the last of the data, and within the windows, the chunk and 64 KiB of IP packet), its
+    /// TCP checksum partial. Retransmissions, and segments that would carry SACK blocks (whose
+    /// room an MSS does not count), go one by one.
+    pub fn poll_transmit_segments(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        max_segments: usize,
+        hooks: &mut impl Hooks,
+    ) -> Option<Transmit> {
         if let Some(seq) = self.rst_reply.take() {
             return self.emit(now, buf, hooks, TcpFlags::RST, seq, 0, false);
         }
@@ -1860,7 +1890,7 @@ impl Connection {
                 )
             }
             State::SynSent | State::SynReceived => None,
-            _ => self.transmit_synchronized(now, buf, hooks),
+            _ => self.transmit_synchronized(now, buf, max_segments, hooks),
         }
     }
 
@@ -1868,8 +1898,9 @@ impl Connection {
         &mut self,
         now: Instant,
         buf: &mut [u8],
+        max_segments: usize,
         hooks: &mut impl Hooks,
-    ) -> Option<usize> {
+    ) -> Option<Transmit> {
         // 0. Duplicate ACKs owed for out-of-order segments go out one by one, before data.
         if self.acks_owed > 0 {
             self.acks_owed -= 1;
@@ -1960,11 +1991,23 @@ impl Connection {
         let wnd_room = wnd_end.distance_from(self.snd_nxt).max(0) as usize;
         if unsent > 0 && !self.probe_now {
             let chunk = self.chunk_room(self.snd_nxt);
-            let len = unsent.min(mss).min(wnd_room).min(room).min(chunk);
+            // Segmentation offload: whole segments that fit a 64 KiB IP packet in `buf`, and
+            // none while SACK blocks are owed (they would ride on every segment, past the MSS).
+            let most = if max_segments > 1 && self.ooo.is_empty() {
+                let room_bytes = buf.len().min(MAX_IP_PACKET).saturating_sub(MAX_HEADERS);
+                (room_bytes / mss).clamp(1, max_segments) * mss
+            } else {
+                mss
+            };
+            let mut len = unsent.min(most).min(wnd_room).min(room).min(chunk);
+            if len > mss && len < most.min(unsent).min(chunk) {
+                // Cut by a window: whole segments only, the rest waits for more room.
+                len -= len % mss;
+            }
             let full = mss.min(unsent).min(chunk);
             let in_flight = self.snd_una != self.snd_max;
             let may_send = len > 0
-                && (len == full
+                && (len >= full
                     // Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): a partial segment
                     // only when nothing is in flight.
                     || !in_flight)
@@ -1985,7 +2028,8 @@ impl Connection {
                     self.stats.bytes_sent += len as u64;
                 }
                 self.advance_snd_nxt(now, seq, len, flags);
-                return self.emit(now, buf, hooks, flags, seq, len, retransmission);
+                let size = (len > mss).then_some(mss);
+                return self.emit_segments(now, buf, hooks, flags, seq, len, retransmission, size);
             }
             if self.snd_wnd == 0 && !in_flight && self.persist_at.is_none() {
                 self.persist_at = Some(now + self.rtt.rto());
@@ -2091,7 +2135,24 @@ impl Connection {
         seq: TcpSeq,
         len: usize,
         retransmission: bool,
-    ) -> Option<usize> {
+    ) -> Option<Transmit> {
+        self.emit_segments(now, buf, hooks, flags, seq, len, retransmission, None)
+    }
+
+    /// [`emit`](Connection::emit), as a super segment of `segment_size` payload bytes per
+    /// segment when that is `Some` (partial checksum, no SACK blocks).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_segments(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        hooks: &mut impl Hooks,
+        flags: u8,
+        seq: TcpSeq,
+        len: usize,
+        retransmission: bool,
+        segment_size: Option<usize>,
+    ) -> Option<Transmit> {
         let syn = flags & TcpFlags::SYN != 0;
         let rst = flags & TcpFlags::RST != 0;
         let has_ack = flags & TcpFlags::ACK != 0;
@@ -2131,7 +2192,7 @@ impl Connection {
             chunk,
         };
         hooks.on_transmit(&info, &mut options);
-        if self.sack_ok && !syn && !rst && !self.ooo.is_empty() {
+        if self.sack_ok && !syn && !rst && !self.ooo.is_empty() && segment_size.is_none() {
             // The option space left, and the packet's: the caller sized `len` (and moved
             // snd_nxt, placed the FIN) from an MSS that does not count SACK blocks, so blocks
             // must not push the payload out of `buf`.
@@ -2195,8 +2256,17 @@ impl Connection {
             }
             len = len_avail;
         }
-        let n = segment.emit_around_payload(buf, len).ok()?;
-        self.stats.segs_out += 1;
+        let segment_size = segment_size.filter(|&n| n > 0 && len > n);
+        let n = match segment_size {
+            Some(size) => {
+                self.stats.segs_out += len.div_ceil(size) as u64;
+                segment.emit_around_payload_partial(buf, len).ok()?
+            }
+            None => {
+                self.stats.segs_out += 1;
+                segment.emit_around_payload(buf, len).ok()?
+            }
+        };
         if has_ack {
             self.ack_now = false;
             self.delack_at = None;
@@ -2220,6 +2290,9 @@ impl Connection {
             }
             self.rto_at = Some(now + self.timer_rto());
         }
-        Some(n)
+        Some(Transmit {
+            len: n,
+            segment_size,
+        })
     }
 }

@@ -482,6 +482,129 @@ const TCP_OFFSET_AT: usize = 12;
 /// Offset of the flags byte in the TCP header (CWR ECE URG ACK PSH RST SYN FIN).
 const TCP_FLAGS_AT: usize = 13;
 
+/// Cut a TCP super segment (as [`Node::poll_transmit_segments`](crate::node::Node) writes it:
+/// one IP packet whose payload spans several segments, its TCP checksum partial or not) into
+/// ordinary segments of `segment_size` payload bytes, as Linux's GSO does: each gets a copy of
+/// the headers and options, its own sequence number and IP length (IPv4: the identification
+/// plus its index), FIN and PSH only on the last, CWR only on the first, and full checksums.
+/// Each is written into `scratch` and handed to `each`; returns how many there were. For
+/// devices without offload, and for tests.
+pub fn split_super_segment(
+    packet: &[u8],
+    segment_size: usize,
+    scratch: &mut [u8],
+    mut each: impl FnMut(&[u8]),
+) -> Result<usize, Error> {
+    const FLAG_FIN: u8 = 0x01;
+    const FLAG_PSH: u8 = 0x08;
+    const FLAG_CWR: u8 = 0x80;
+    let version = packet.first().ok_or(Error::Truncated)? >> 4;
+    let ip_len = match version {
+        4 => usize::from(packet[0] & 0x0f) * 4,
+        6 => field::IPV6_HEADER,
+        other => return Err(Error::IpVersion(other)),
+    };
+    let tcp_len = packet
+        .get(ip_len + TCP_OFFSET_AT)
+        .map(|b| usize::from(b >> 4) * 4)
+        .ok_or(Error::Truncated)?;
+    let headers = ip_len + tcp_len;
+    if tcp_len < field::TCP_HEADER || packet.len() < headers {
+        return Err(Error::TcpHeader);
+    }
+    if segment_size == 0 {
+        return Err(Error::BufferTooSmall {
+            needed: headers + 1,
+            available: scratch.len(),
+        });
+    }
+    let payload = &packet[headers..];
+    let (src, dst, ident) = if version == 4 {
+        let ip = Ipv4Packet::new_unchecked(packet);
+        (
+            IpAddress::Ipv4(ip.src_addr()),
+            IpAddress::Ipv4(ip.dst_addr()),
+            ip.ident(),
+        )
+    } else {
+        let ip = Ipv6Packet::new_unchecked(packet);
+        (
+            IpAddress::Ipv6(ip.src_addr()),
+            IpAddress::Ipv6(ip.dst_addr()),
+            0,
+        )
+    };
+    let seq = TcpPacket::new_unchecked(&packet[ip_len..]).seq_number();
+    let flags = packet[ip_len + TCP_FLAGS_AT];
+    let pieces = payload.len().div_ceil(segment_size).max(1);
+    for k in 0..pieces {
+        let from = k * segment_size;
+        let piece = &payload[from.min(payload.len())..(from + segment_size).min(payload.len())];
+        let total = headers + piece.len();
+        if scratch.len() < total {
+            return Err(Error::BufferTooSmall {
+                needed: total,
+                available: scratch.len(),
+            });
+        }
+        let out = &mut scratch[..total];
+        out[..headers].copy_from_slice(&packet[..headers]);
+        out[headers..].copy_from_slice(piece);
+        let mut f = flags;
+        if k + 1 < pieces {
+            f &= !(FLAG_FIN | FLAG_PSH);
+        }
+        if k > 0 {
+            f &= !FLAG_CWR;
+        }
+        out[ip_len + TCP_FLAGS_AT] = f;
+        {
+            let mut tcp = TcpPacket::new_unchecked(&mut out[ip_len..]);
+            tcp.set_seq_number(seq + from);
+            tcp.fill_checksum(&src, &dst);
+        }
+        if version == 4 {
+            let mut ip = Ipv4Packet::new_unchecked(&mut out[..]);
+            ip.set_total_len(total as u16);
+            ip.set_ident(ident.wrapping_add(k as u16));
+            ip.fill_checksum();
+        } else {
+            let mut ip = Ipv6Packet::new_unchecked(&mut out[..]);
+            ip.set_payload_len((total - ip_len) as u16);
+        }
+        each(&scratch[..total]);
+    }
+    Ok(pieces)
+}
+
+/// The TCP pseudo-header's one's-complement sum (RFC 9293 section 3.1; RFC 8200 section 8.1
+/// for IPv6), folded to 16 bits and not complemented: what a `CHECKSUM_PARTIAL` packet carries
+/// in its checksum field before the device adds the segment's own bytes.
+pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> u16 {
+    fn add(sum: u32, bytes: &[u8]) -> u32 {
+        bytes
+            .chunks(2)
+            .fold(sum, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])))
+    }
+    let mut sum = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => add(add(0, &s.octets()), &d.octets()),
+        (s, d) => add(add(0, &to_v6(s).octets()), &to_v6(d).octets()),
+    };
+    let len = tcp_len as u32;
+    sum += u32::from(u8::from(IpProtocol::Tcp)) + (len >> 16) + (len & 0xffff);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+fn to_v6(addr: IpAddr) -> core::net::Ipv6Addr {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
 fn to_smol(addr: IpAddr) -> IpAddress {
     match addr {
         IpAddr::V4(a) => IpAddress::Ipv4(a),
@@ -492,6 +615,17 @@ fn to_smol(addr: IpAddr) -> IpAddress {
 impl<'a> IpSegment<'a> {
     /// Parse a whole IPv4 or IPv6 packet carrying TCP, verifying checksums.
     pub fn parse(packet: &'a [u8]) -> Result<Self, Error> {
+        Self::parse_with(packet, true)
+    }
+
+    /// [`parse`](Self::parse) without verifying the TCP checksum, for a packet whose device
+    /// vouches for it (see [`Node::handle_packet_trusted`](crate::node::Node)); the IPv4 header
+    /// checksum is still verified.
+    pub fn parse_trusted(packet: &'a [u8]) -> Result<Self, Error> {
+        Self::parse_with(packet, false)
+    }
+
+    fn parse_with(packet: &'a [u8], verify_tcp: bool) -> Result<Self, Error> {
         let version = packet.first().ok_or(Error::Truncated)? >> 4;
         let (src, dst, hop_limit, payload) = match version {
             4 => {
@@ -530,7 +664,7 @@ impl<'a> IpSegment<'a> {
         if (tcp.header_len() as usize) < field::TCP_HEADER {
             return Err(Error::TcpHeader);
         }
-        if !tcp.verify_checksum(&to_smol(src), &to_smol(dst)) {
+        if verify_tcp && !tcp.verify_checksum(&to_smol(src), &to_smol(dst)) {
             return Err(Error::TcpChecksum);
         }
         let flags = TcpFlags(payload[TCP_FLAGS_AT]);
@@ -587,6 +721,27 @@ impl<'a> IpSegment<'a> {
     /// placed at `buf[headers_len()..]` (so a sender copies its data once, straight from its
     /// buffer); `self.tcp.payload` is not read. Fills both checksums; returns the length.
     pub fn emit_around_payload(&self, buf: &mut [u8], payload_len: usize) -> Result<usize, Error> {
+        self.emit_headers(buf, payload_len, false)
+    }
+
+    /// [`emit_around_payload`](Self::emit_around_payload) for segmentation offload: the TCP
+    /// checksum field gets only the pseudo-header sum over the whole TCP length (folded, not
+    /// complemented: Linux's `CHECKSUM_PARTIAL`), which the device completes for each segment
+    /// it cuts; the payload is never read. The IPv4 header checksum is filled.
+    pub fn emit_around_payload_partial(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize, Error> {
+        self.emit_headers(buf, payload_len, true)
+    }
+
+    fn emit_headers(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        partial: bool,
+    ) -> Result<usize, Error> {
         let options_len = self.tcp.options.buffer_len();
         if options_len > field::MAX_OPTIONS {
             return Err(Error::OptionSpaceExceeded(options_len));
@@ -645,7 +800,11 @@ impl<'a> IpSegment<'a> {
         tcp.set_ack_number(TcpSeqNumber(self.tcp.ack.0 as i32));
         tcp.set_window_len(self.tcp.window);
         tcp.set_urgent_at(self.tcp.urgent);
-        tcp.fill_checksum(&to_smol(self.src), &to_smol(self.dst));
+        if partial {
+            tcp.set_checksum(pseudo_header_sum(self.src, self.dst, tcp_len));
+        } else {
+            tcp.fill_checksum(&to_smol(self.src), &to_smol(self.dst));
+        }
         Ok(total)
     }
 }
