@@ -82,8 +82,8 @@ mod interop {
         port: u16,
         /// The paths (veth pairs) the bytes cross, in total.
         paths: &'static [u8],
-        /// Our TUN in offload mode (`--offload on`: batches through IFF_VNET_HDR, segments
-        /// coalesced into 64 KiB writes the kernel splits again).
+        /// Our TUN in offload mode (`--offload on`: IFF_VNET_HDR, our super segments cut by
+        /// the kernel, its merged ones read whole).
         offload: bool,
         bytes: u64,
         special: Special,

@@ -110,9 +110,10 @@ struct Common {
     /// Speak plain TCP instead of MPTCP (the baseline for comparisons).
     #[arg(long)]
     plain_tcp: bool,
-    /// TUN segmentation offload (Linux IFF_VNET_HDR): packets cross the TUN in batches, TCP
-    /// segments of one burst coalesced into one write (the kernel splits them again). auto
-    /// (default): where the OS supports it; off: one packet per system call.
+    /// TUN segmentation offload (Linux IFF_VNET_HDR): the stack writes TCP super segments of
+    /// up to 64 KiB that the kernel cuts at the MSS (TSO), and reads the ones the kernel merged
+    /// (GRO) whole. auto (default): where the OS supports it; off: one MTU-sized packet per
+    /// system call.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = Offload::Auto)]
     offload: Offload,
     /// The TUN device's MTU (576-65535; at least 1280 with an IPv6 --addr).

@@ -5,10 +5,16 @@
 //! Contract of one iteration ([`Driver::run_once`]):
 //!
 //! 1. run the queued [commands](Command) (at most one batch), each with the current time;
-//! 2. receive up to one batch of packets, each into [`Node::handle_packet`] (and the capture);
+//! 2. receive up to one batch of packets, each into [`Node::handle_packet`], or
+//!    [`Node::handle_packet_trusted`] when the device vouches for its checksums (and the
+//!    capture);
 //! 3. call [`Node::handle_timeout`] if [`Node::poll_timeout`] is due;
 //! 4. drain [`Node::poll_transmit`] into the device (at most a few batches): a packet the device
-//!    refuses is counted in [`DriverStats::send_errors`] and lost, like on a congested link;
+//!    refuses is counted in [`DriverStats::send_errors`] and lost, like on a congested link. A
+//!    device with segmentation offload ([`PacketDevice::max_segments`] above 1) is drained
+//!    with [`Node::poll_transmit_segments`] instead and takes super segments through
+//!    [`PacketDevice::send_segments`]; one counts as one packet in the stats (and is one
+//!    record, with its partial checksum, in a capture, as `tcpdump` shows Linux's TSO);
 //! 5. unless a batch limit was hit (more work is waiting), sleep in [`PacketDevice::wait`] until
 //!    the node's timer, the next packet, a command or a stop, whichever is first.
 //!

@@ -153,7 +153,7 @@ impl TunDevice {
         &self.name
     }
 
-    /// Whether the device runs in offload mode (batches through `IFF_VNET_HDR`).
+    /// Whether the device runs in offload mode (`IFF_VNET_HDR`: super segments both ways).
     pub fn offload(&self) -> bool {
         self.vnet
     }
