@@ -31,6 +31,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -139,6 +140,10 @@ pub const MAX_ADDRESSES: usize = 254;
 
 /// The smallest subflow receive buffer with MPTCP on: two of the largest mappings.
 pub const MIN_MPTCP_BUFFER: usize = 2 * 65_536;
+/// The IPv4 and TCP headers without options, less than the MTU the MSS is.
+const IP_HEADERS_V4: usize = 20 + 20;
+/// The IPv6 and TCP headers without options.
+const IP_HEADERS_V6: usize = 40 + 20;
 
 /// A connection's handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -298,6 +303,9 @@ struct Slot {
 #[derive(Debug)]
 pub struct Endpoint {
     cfg: EndpointConfig,
+    /// The TCP configuration of IPv4 and of IPv6 subflows, shared by all of them (it differs
+    /// only in the MSS).
+    tcp_cfg: [Arc<tcp::Config>; 2],
     rng: StdRng,
     addrs: Vec<IpAddr>,
     /// The same addresses with their ids and flags, in the same order.
@@ -345,8 +353,11 @@ impl Endpoint {
     /// A new endpoint with no address.
     pub fn new(cfg: EndpointConfig) -> Self {
         let rng = StdRng::seed_from_u64(cfg.seed);
+        let tcp_cfg =
+            [IP_HEADERS_V4, IP_HEADERS_V6].map(|h| Arc::new(Self::tcp_config_for(&cfg, h)));
         Endpoint {
             cfg,
+            tcp_cfg,
             rng,
             addrs: Vec::new(),
             local_addrs: Vec::new(),
@@ -581,19 +592,21 @@ impl Endpoint {
             .map(|(i, _)| ConnectionHandle(i))
     }
 
-    fn tcp_config(&self, family: IpAddr) -> tcp::Config {
-        let headers = match family {
-            IpAddr::V4(_) => 40,
-            IpAddr::V6(_) => 60,
-        };
-        let mut cfg = self.cfg.tcp;
-        cfg.mss = u16::try_from(self.cfg.mtu.saturating_sub(headers).max(88)).unwrap_or(u16::MAX);
-        if self.cfg.mptcp.enabled {
+    /// The TCP configuration of a subflow from `family`.
+    fn tcp_config(&self, family: IpAddr) -> Arc<tcp::Config> {
+        Arc::clone(&self.tcp_cfg[usize::from(family.is_ipv6())])
+    }
+
+    /// The TCP configuration of subflows whose IP and TCP headers take `headers` bytes.
+    fn tcp_config_for(cfg: &EndpointConfig, headers: usize) -> tcp::Config {
+        let mut tcp = cfg.tcp;
+        tcp.mss = u16::try_from(cfg.mtu.saturating_sub(headers).max(88)).unwrap_or(u16::MAX);
+        if cfg.mptcp.enabled {
             // A checksummed mapping (up to 64 KiB) is verified whole before delivery, so a
             // subflow must be able to hold one: smaller buffers would stall forever.
-            cfg.rx_buffer = cfg.rx_buffer.max(MIN_MPTCP_BUFFER);
+            tcp.rx_buffer = tcp.rx_buffer.max(MIN_MPTCP_BUFFER);
         }
-        cfg
+        tcp
     }
 
     fn insert(&mut self, slot: Slot) -> usize {

@@ -260,6 +260,9 @@ impl PathManager for FullMesh {
                         let i = match idx {
                             Some(i) => i,
                             None if self.pairs.len() < MAX_PAIRS => {
+                                // One pair per extra subflow, mostly: no room held for more
+                                // (a connection of two subflows would hold four pairs).
+                                self.pairs.reserve_exact(1);
                                 self.pairs.push(Pair {
                                     local: l.addr,
                                     remote,

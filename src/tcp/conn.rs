@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use smoltcp::time::{Duration, Instant};
 
@@ -249,7 +250,8 @@ const MAX_HEADERS: usize = 40 + 60;
 /// A TCP connection.
 #[derive(Debug)]
 pub struct Connection {
-    cfg: Config,
+    /// Shared by the connections of one endpoint (it does not change).
+    cfg: Arc<Config>,
     state: State,
     local: SocketAddr,
     remote: SocketAddr,
@@ -352,7 +354,7 @@ pub struct Connection {
 
 impl Connection {
     fn new(
-        cfg: Config,
+        cfg: Arc<Config>,
         local: SocketAddr,
         remote: SocketAddr,
         iss: TcpSeq,
@@ -369,6 +371,10 @@ impl Connection {
             0
         };
         let mss = usize::from(cfg.mss);
+        let c = &*cfg;
+        let (tx, rx) = (Ring::new(c.tx_buffer), Ring::new(c.rx_buffer));
+        let rtt = RttEstimator::new(c.initial_rto, c.min_rto, c.max_rto);
+        let cc = c.cc.build(mss);
         Connection {
             cfg,
             state: State::Closed,
@@ -384,7 +390,7 @@ impl Connection {
             snd_wl1: TcpSeq(0),
             snd_wl2: iss,
             snd_shift: 0,
-            tx: Ring::new(cfg.tx_buffer),
+            tx,
             chunks: VecDeque::new(),
             fin_queued: false,
             syn_acked: false,
@@ -392,7 +398,7 @@ impl Connection {
             rcv_nxt: TcpSeq(0),
             rcv_shift,
             rcv_adv: TcpSeq(0),
-            rx: Ring::new(cfg.rx_buffer),
+            rx,
             ooo: Vec::new(),
             last_ooo: None,
             peer_fin: None,
@@ -414,11 +420,11 @@ impl Connection {
             blind_partial_acks: 0,
             lost_rxt_reduced: false,
             rerxt: None,
-            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt,
             rtt_probe: None,
             ts_rtt: None,
             rto_cap: None,
-            cc: cfg.cc.build(mss),
+            cc,
             rto_at: None,
             delack_at: None,
             persist_at: None,
@@ -443,13 +449,13 @@ impl Connection {
     /// Active open: the SYN goes out at the next [`Connection::poll_transmit`].
     /// `iss` and `ts_offset` come from the endpoint's random generator.
     pub fn connect(
-        cfg: Config,
+        cfg: impl Into<Arc<Config>>,
         local: SocketAddr,
         remote: SocketAddr,
         iss: TcpSeq,
         ts_offset: u32,
     ) -> Self {
-        let mut c = Self::new(cfg, local, remote, iss, ts_offset);
+        let mut c = Self::new(cfg.into(), local, remote, iss, ts_offset);
         c.state = State::SynSent;
         c.syn_rexmit = true;
         c
@@ -457,14 +463,14 @@ impl Connection {
 
     /// Passive open from a received SYN (the endpoint checked it is a SYN for a listener).
     pub fn accept(
-        cfg: Config,
+        cfg: impl Into<Arc<Config>>,
         local: SocketAddr,
         remote: SocketAddr,
         iss: TcpSeq,
         ts_offset: u32,
         syn: &TcpSegment<'_>,
     ) -> Self {
-        let mut c = Self::new(cfg, local, remote, iss, ts_offset);
+        let mut c = Self::new(cfg.into(), local, remote, iss, ts_offset);
         c.state = State::SynReceived;
         c.take_syn_options(syn);
         c.irs = syn.seq;
@@ -484,7 +490,7 @@ impl Connection {
     /// connection waits for the third ACK with nothing to retransmit. It is fed that ACK
     /// next.
     pub fn accept_cookie(
-        cfg: Config,
+        cfg: impl Into<Arc<Config>>,
         local: SocketAddr,
         remote: SocketAddr,
         iss: TcpSeq,
