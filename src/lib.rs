@@ -127,6 +127,7 @@
 #[cfg(feature = "std")]
 pub mod api;
 pub mod crypto;
+pub mod deadline;
 pub mod endpoint;
 pub mod mptcp;
 pub mod node;

@@ -30,6 +30,7 @@ use super::cc::{AckSample, CcAlgorithm, CongestionControl};
 use super::coupled::{Coupling, PathSample};
 use super::ring::Ring;
 use super::rtt::RttEstimator;
+use crate::deadline::Deadline;
 use crate::node::Transmit;
 use crate::seq::TcpSeq;
 use crate::wire::tcp::field as tcp_field;
@@ -327,16 +328,16 @@ pub struct Connection {
     cc: Box<dyn CongestionControl>,
 
     // Timers.
-    rto_at: Option<Instant>,
-    delack_at: Option<Instant>,
-    persist_at: Option<Instant>,
-    keepalive_at: Option<Instant>,
-    time_wait_at: Option<Instant>,
+    rto_at: Deadline,
+    delack_at: Deadline,
+    persist_at: Deadline,
+    keepalive_at: Deadline,
+    time_wait_at: Deadline,
     retries: u32,
 
     // Output flags.
     ack_now: bool,
-    last_invalid_ack: Option<Instant>,
+    last_invalid_ack: Deadline,
     /// Duplicate ACKs owed: one per out-of-order segment, even when several arrive in one
     /// batch, because the peer counts them (RFC 5681 section 4.2).
     acks_owed: u8,
@@ -425,14 +426,14 @@ impl Connection {
             ts_rtt: None,
             rto_cap: None,
             cc,
-            rto_at: None,
-            delack_at: None,
-            persist_at: None,
-            keepalive_at: None,
-            time_wait_at: None,
+            rto_at: Deadline::NONE,
+            delack_at: Deadline::NONE,
+            persist_at: Deadline::NONE,
+            keepalive_at: Deadline::NONE,
+            time_wait_at: Deadline::NONE,
             retries: 0,
             ack_now: false,
-            last_invalid_ack: None,
+            last_invalid_ack: Deadline::NONE,
             acks_owed: 0,
             segs_unacked: 0,
             send_rst: false,
@@ -884,11 +885,11 @@ impl Connection {
         if error.is_some() && self.error.is_none() {
             self.error = error;
         }
-        self.rto_at = None;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.time_wait_at = None;
+        self.rto_at.clear();
+        self.delack_at.clear();
+        self.persist_at.clear();
+        self.keepalive_at.clear();
+        self.time_wait_at.clear();
     }
 
     // ---- receive path --------------------------------------------------------------------------
@@ -906,7 +907,7 @@ impl Connection {
     pub fn handle_segment(&mut self, now: Instant, seg: &TcpSegment<'_>, hooks: &mut impl Hooks) {
         self.stats.segs_in += 1;
         if let Some(idle) = self.cfg.keepalive {
-            self.keepalive_at = Some(now + idle);
+            self.keepalive_at.set(now + idle);
             self.keepalive_probes = 0;
         }
         match self.state {
@@ -963,7 +964,7 @@ impl Connection {
             self.state = State::Established;
             self.syn_rexmit = false;
             self.retries = 0;
-            self.rto_at = None;
+            self.rto_at.clear();
             self.ack_now = true;
             hooks.on_receive(seg);
             self.restart_rto_if_needed(now);
@@ -1004,12 +1005,13 @@ impl Connection {
         }
         if self
             .last_invalid_ack
+            .get()
             .is_some_and(|t| now - t < INVALID_ACK_INTERVAL)
         {
             self.stats.invalid_acks_suppressed += 1;
             return;
         }
-        self.last_invalid_ack = Some(now);
+        self.last_invalid_ack.set(now);
         self.ack_now = true;
     }
 
@@ -1045,7 +1047,7 @@ impl Connection {
             }
             // A FIN retransmitted into TIME-WAIT restarts the 2 MSL timer.
             if self.state == State::TimeWait && f.fin() {
-                self.time_wait_at = Some(now + self.cfg.time_wait);
+                self.time_wait_at.set(now + self.cfg.time_wait);
             }
             return;
         }
@@ -1089,7 +1091,7 @@ impl Connection {
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
                 self.retries = 0;
-                self.rto_at = None;
+                self.rto_at.clear();
                 if self.rtt.backoff_count() == 0
                     && let Some((_, sent)) = self.rtt_probe.take()
                 {
@@ -1147,7 +1149,7 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             if window > 0 {
-                self.persist_at = None;
+                self.persist_at.clear();
             }
         }
         let mut newly_sacked = 0;
@@ -1505,7 +1507,7 @@ impl Connection {
         ) {
             // Data after the peer's FIN (CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT) is ignored.
             if seg.flags.fin() && self.state == State::TimeWait {
-                self.time_wait_at = Some(now + self.cfg.time_wait);
+                self.time_wait_at.set(now + self.cfg.time_wait);
                 self.ack_now = true;
             }
             return;
@@ -1572,8 +1574,8 @@ impl Connection {
                     || seg.flags.has(TcpFlags::PSH) && self.segs_unacked > 1
                 {
                     self.ack_now = true;
-                } else if self.delack_at.is_none() {
-                    self.delack_at = Some(now + self.cfg.delayed_ack);
+                } else if !self.delack_at.is_set() {
+                    self.delack_at.set(now + self.cfg.delayed_ack);
                 }
             } else {
                 // Out of order: store by offset, remember the range, ACK at once (RFC 5681 4.2).
@@ -1660,10 +1662,10 @@ impl Connection {
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.rto_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.time_wait_at = Some(now + self.cfg.time_wait);
+        self.rto_at.clear();
+        self.persist_at.clear();
+        self.keepalive_at.clear();
+        self.time_wait_at.set(now + self.cfg.time_wait);
     }
 
     fn fin_seq(&self) -> Option<TcpSeq> {
@@ -1698,8 +1700,8 @@ impl Connection {
             self.time_wait_at,
         ]
         .into_iter()
-        .flatten()
         .min()
+        .and_then(Deadline::get)
     }
 
     /// Whether a segment is waiting to go out now.
@@ -1728,35 +1730,35 @@ impl Connection {
 
     /// Run the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.time_wait_at.is_some_and(|t| t <= now) {
+        if self.time_wait_at.expired(now) {
             self.enter_closed(None);
             return;
         }
-        if self.delack_at.is_some_and(|t| t <= now) {
-            self.delack_at = None;
+        if self.delack_at.expired(now) {
+            self.delack_at.clear();
             self.ack_now = true;
         }
-        if self.rto_at.is_some_and(|t| t <= now) {
+        if self.rto_at.expired(now) {
             self.on_rto(now);
         }
-        if self.persist_at.is_some_and(|t| t <= now) {
-            self.persist_at = None;
+        if self.persist_at.expired(now) {
+            self.persist_at.clear();
             self.probe_now = true;
             self.rtt.back_off();
         }
-        if self.keepalive_at.is_some_and(|t| t <= now) {
+        if self.keepalive_at.expired(now) {
             self.keepalive_probes += 1;
             if self.keepalive_probes > KEEPALIVE_PROBES {
                 self.enter_closed(Some(ConnError::TimedOut));
                 return;
             }
             self.keepalive_now = true;
-            self.keepalive_at = Some(now + KEEPALIVE_INTERVAL);
+            self.keepalive_at.set(now + KEEPALIVE_INTERVAL);
         }
     }
 
     fn on_rto(&mut self, now: Instant) {
-        self.rto_at = None;
+        self.rto_at.clear();
         self.rtt_probe = None;
         self.retries += 1;
         self.stats.rto_expiries += 1;
@@ -1798,7 +1800,7 @@ impl Connection {
                 self.rexmit_credit = true;
                 // The timer runs again at once (RFC 6298 (5.6)): it must not depend on the
                 // retransmission actually going out.
-                self.rto_at = Some(now + self.timer_rto());
+                self.rto_at.set(now + self.timer_rto());
             }
         }
     }
@@ -1815,23 +1817,23 @@ impl Connection {
     /// than after a backoff of tens of seconds. The retry limit still applies.
     pub fn set_rto_cap(&mut self, now: Instant, cap: Option<Duration>) {
         self.rto_cap = cap;
-        if let (Some(at), Some(cap)) = (self.rto_at, cap)
+        if let (Some(at), Some(cap)) = (self.rto_at.get(), cap)
             && at > now + cap
         {
-            self.rto_at = Some(now + cap);
+            self.rto_at.set(now + cap);
         }
     }
 
     fn restart_rto(&mut self, now: Instant) {
         if self.snd_una != self.snd_max {
-            self.rto_at = Some(now + self.timer_rto());
+            self.rto_at.set(now + self.timer_rto());
         } else {
-            self.rto_at = None;
+            self.rto_at.clear();
         }
     }
 
     fn restart_rto_if_needed(&mut self, now: Instant) {
-        if self.rto_at.is_none() {
+        if !self.rto_at.is_set() {
             self.restart_rto(now);
         }
     }
@@ -2037,8 +2039,8 @@ impl Connection {
                 let size = (len > mss).then_some(mss);
                 return self.emit_segments(now, buf, hooks, flags, seq, len, retransmission, size);
             }
-            if self.snd_wnd == 0 && !in_flight && self.persist_at.is_none() {
-                self.persist_at = Some(now + self.rtt.rto());
+            if self.snd_wnd == 0 && !in_flight && !self.persist_at.is_set() {
+                self.persist_at.set(now + self.rtt.rto());
             }
         }
 
@@ -2057,7 +2059,7 @@ impl Connection {
             self.probe_now = false;
             self.keepalive_now = false;
             if self.snd_wnd == 0 && unsent > 0 {
-                self.persist_at = Some(now + self.rtt.rto());
+                self.persist_at.set(now + self.rtt.rto());
             }
             return self.emit(now, buf, hooks, TcpFlags::ACK, self.snd_una - 1, 0, false);
         }
@@ -2275,7 +2277,7 @@ impl Connection {
         };
         if has_ack {
             self.ack_now = false;
-            self.delack_at = None;
+            self.delack_at.clear();
             self.segs_unacked = 0;
             self.last_window_sent = window;
             let edge = self.rcv_nxt + window as u32;
@@ -2294,7 +2296,7 @@ impl Connection {
             if self.rtt.backoff_count() == 0 && self.rtt_probe.is_none() {
                 self.rtt_probe = Some((self.iss, now));
             }
-            self.rto_at = Some(now + self.timer_rto());
+            self.rto_at.set(now + self.timer_rto());
         }
         Some(Transmit {
             len: n,
