@@ -248,6 +248,82 @@ const MAX_IP_PACKET: usize = u16::MAX as usize;
 /// The largest IP and TCP headers with options (IPv6, 60-byte TCP header).
 const MAX_HEADERS: usize = 40 + 60;
 
+/// State most connections never need, allocated on first use and then kept, so that it costs
+/// nothing until then and no allocation per packet after.
+#[derive(Debug, Default)]
+struct Lazy<T>(Option<Box<T>>);
+
+/// A value whose empty state can be borrowed for free.
+trait Empty: Default + 'static {
+    /// The empty value.
+    const EMPTY: &'static Self;
+}
+
+impl<T: Empty> Lazy<T> {
+    /// The value (the empty one before it was allocated).
+    fn get(&self) -> &T {
+        self.0.as_deref().unwrap_or(T::EMPTY)
+    }
+    /// The value, allocated now if it was not.
+    fn get_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+    /// The value if it was allocated.
+    fn get_if_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut()
+    }
+}
+
+/// The sender's loss-recovery state (RFC 6675) beyond a few sequence numbers.
+#[derive(Debug, Default)]
+struct LossBoard {
+    /// SACKed ranges above `snd_una`, in order, merged.
+    sacked: Vec<(TcpSeq, TcpSeq)>,
+    /// The retransmissions of this recovery, in sequence order: where each starts and what
+    /// `snd_nxt` was when it went. Data sent after one being SACKed (DupThresh segments' worth)
+    /// while it still is the hole at `snd_una` means it was lost too, as Linux's
+    /// lost-retransmit detection reasons; without this only the RTO would repair it, with the
+    /// window collapsed to one segment. At most [`MAX_RXT_MARKS`].
+    rxt_marks: VecDeque<(TcpSeq, TcpSeq)>,
+    /// Retransmissions found lost, to send again first: unSACKed bytes from the first
+    /// sequence number up to the second.
+    rerxt: Option<(TcpSeq, TcpSeq)>,
+}
+
+impl Empty for LossBoard {
+    const EMPTY: &'static Self = &LossBoard {
+        sacked: Vec::new(),
+        rxt_marks: VecDeque::new(),
+        rerxt: None,
+    };
+}
+
+impl Lazy<LossBoard> {
+    /// A recovery ended: forget its retransmissions.
+    fn clear_recovery(&mut self) {
+        if let Some(loss) = self.get_if_mut() {
+            loss.rxt_marks.clear();
+            loss.rerxt = None;
+        }
+    }
+}
+
+/// The receiver's out-of-order ranges.
+#[derive(Debug, Default)]
+struct Reorder {
+    /// Ranges held beyond `rcv_nxt`, in order, merged.
+    ooo: Vec<(TcpSeq, TcpSeq)>,
+    /// The range the latest out-of-order segment went into (the first SACK block).
+    last_ooo: Option<(TcpSeq, TcpSeq)>,
+}
+
+impl Empty for Reorder {
+    const EMPTY: &'static Self = &Reorder {
+        ooo: Vec::new(),
+        last_ooo: None,
+    };
+}
+
 /// A TCP connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -280,8 +356,8 @@ pub struct Connection {
     rcv_shift: u8,
     rcv_adv: TcpSeq,
     rx: Ring,
-    ooo: Vec<(TcpSeq, TcpSeq)>,
-    last_ooo: Option<(TcpSeq, TcpSeq)>,
+    /// Out-of-order data held in `rx`, allocated when the first arrives.
+    reorder: Lazy<Reorder>,
     peer_fin: Option<TcpSeq>,
 
     // Options.
@@ -293,7 +369,9 @@ pub struct Connection {
     peer_mss: usize,
 
     // Loss recovery (RFC 6675 / 6582).
-    sacked: Vec<(TcpSeq, TcpSeq)>,
+    /// The SACK scoreboard and the retransmissions of this recovery, allocated when the first
+    /// SACK block or retransmission needs them.
+    loss: Lazy<LossBoard>,
     dupacks: u32,
     in_recovery: bool,
     recovery_point: TcpSeq,
@@ -303,15 +381,6 @@ pub struct Connection {
     /// One retransmission allowed whatever the window says: the first on entering recovery
     /// (RFC 6675 section 5 step 4.3) and one per partial ACK without SACK (RFC 6582).
     rexmit_credit: bool,
-    /// The retransmissions of this recovery, in sequence order: where each starts and what
-    /// `snd_nxt` was when it went. Data sent after one being SACKed (DupThresh segments' worth)
-    /// while it still is the hole at `snd_una` means it was lost too, as Linux's
-    /// lost-retransmit detection reasons; without this only the RTO would repair it, with the
-    /// window collapsed to one segment. At most [`MAX_RXT_MARKS`].
-    rxt_marks: VecDeque<(TcpSeq, TcpSeq)>,
-    /// Retransmissions found lost, to send again first: unSACKed bytes from the first
-    /// sequence number up to the second.
-    rerxt: Option<(TcpSeq, TcpSeq)>,
     /// Partial ACKs of this fast recovery that came without any SACK information.
     blind_partial_acks: u32,
     /// A lost retransmission was found in this recovery, and the window reduced for it.
@@ -400,8 +469,7 @@ impl Connection {
             rcv_shift,
             rcv_adv: TcpSeq(0),
             rx,
-            ooo: Vec::new(),
-            last_ooo: None,
+            reorder: Lazy::default(),
             peer_fin: None,
             ts_ok: false,
             ws_ok: false,
@@ -409,7 +477,7 @@ impl Connection {
             ts_offset,
             sack_ok: false,
             peer_mss: 536,
-            sacked: Vec::new(),
+            loss: Lazy::default(),
             dupacks: 0,
             in_recovery: false,
             recovery_point: iss,
@@ -417,10 +485,8 @@ impl Connection {
             lost_end: iss,
             rto_recovery: false,
             rexmit_credit: false,
-            rxt_marks: VecDeque::new(),
             blind_partial_acks: 0,
             lost_rxt_reduced: false,
-            rerxt: None,
             rtt,
             rtt_probe: None,
             ts_rtt: None,
@@ -1190,25 +1256,29 @@ impl Connection {
     /// is one we retransmitted: then it and every later retransmission that went before the
     /// SACKed evidence and is not SACKed are sent again.
     fn detect_lost_retransmissions(&mut self, now: Instant, ack: TcpSeq) {
-        if !self.in_recovery || self.rerxt.is_some() {
+        let mss = self.mss().max(1);
+        let Some(loss) = self.loss.get_if_mut() else {
+            return;
+        };
+        if !self.in_recovery || loss.rerxt.is_some() {
             return;
         }
-        while self
+        while loss
             .rxt_marks
             .front()
             .is_some_and(|&(seq, _)| seq.distance_from(ack) < 0)
         {
-            self.rxt_marks.pop_front();
+            loss.rxt_marks.pop_front();
         }
-        if self.rxt_marks.front().is_none_or(|&(seq, _)| seq != ack) {
+        if loss.rxt_marks.front().is_none_or(|&(seq, _)| seq != ack) {
             return;
         }
         // The point below which a retransmission is lost: DupThresh segments' worth of
         // SACKed bytes lie above it.
-        let need = DUP_THRESH as usize * self.mss().max(1);
+        let need = DUP_THRESH as usize * mss;
         let mut above = 0usize;
         let mut evidence = None;
-        for &(s, e) in self.sacked.iter().rev() {
+        for &(s, e) in loss.sacked.iter().rev() {
             let len = e.distance_from(s) as usize;
             if above + len >= need {
                 evidence = Some(e - (need - above) as u32);
@@ -1219,7 +1289,7 @@ impl Connection {
         let Some(evidence) = evidence else {
             return;
         };
-        let lost = self
+        let lost = loss
             .rxt_marks
             .iter()
             .take_while(|&&(_, mark)| mark.distance_from(evidence) <= 0)
@@ -1227,11 +1297,11 @@ impl Connection {
         if lost == 0 {
             return;
         }
-        let end = self
+        let end = loss
             .rxt_marks
             .get(lost)
             .map_or(self.high_rxt, |&(seq, _)| seq);
-        self.rerxt = Some((ack, end));
+        loss.rerxt = Some((ack, end));
         self.stats.lost_retransmits += lost as u64;
         // A retransmission lost means the reduced window still overflows the path (a slow
         // start that overshot by more than the reduction): reduce once more, once per
@@ -1266,15 +1336,17 @@ impl Connection {
                 break;
             }
         }
-        self.sacked.retain_mut(|(s, e)| {
-            if e.distance_from(ack) <= 0 {
-                return false;
-            }
-            if s.distance_from(ack) < 0 {
-                *s = ack;
-            }
-            true
-        });
+        if let Some(loss) = self.loss.get_if_mut() {
+            loss.sacked.retain_mut(|(s, e)| {
+                if e.distance_from(ack) <= 0 {
+                    return false;
+                }
+                if s.distance_from(ack) < 0 {
+                    *s = ack;
+                }
+                true
+            });
+        }
         self.dupacks = 0;
         self.retries = 0;
         // RFC 6298 (5.7)-like: a new RTT sample resets the backoff; Karn: only from a probe
@@ -1291,15 +1363,14 @@ impl Connection {
         if self.in_recovery {
             if ack.distance_from(self.recovery_point) >= 0 {
                 self.in_recovery = false;
-                self.rxt_marks.clear();
-                self.rerxt = None;
+                self.loss.clear_recovery();
                 if !self.rto_recovery {
                     self.cc.on_recovery_end(now);
                 }
                 self.rto_recovery = false;
             } else {
                 // A partial ACK (RFC 6582 / 6675): more of the window is lost.
-                if !self.rto_recovery && self.sacked.is_empty() {
+                if !self.rto_recovery && self.loss.get().sacked.is_empty() {
                     // Nothing above the hole arrived: the rest of the window may be gone
                     // too. RFC 6582 section 4's impatient variant restarts the timer on the
                     // first such partial ACK only, so a window lost whole is repaired by the
@@ -1355,38 +1426,40 @@ impl Connection {
 
     /// Merge SACK blocks into the scoreboard; returns bytes newly SACKed.
     fn update_scoreboard(&mut self, blocks: SackBlocks) -> usize {
-        let before = self.sacked_bytes();
-        for &(l, r) in blocks.as_slice() {
+        let (una, max) = (self.snd_una, self.snd_max);
+        // Ignore blocks that are empty, below snd_una (D-SACK) or beyond what was sent.
+        let valid = |&&(l, r): &&(u32, u32)| {
             let (l, r) = (TcpSeq(l), TcpSeq(r));
-            // Ignore blocks that are empty, below snd_una (D-SACK) or beyond what was sent.
-            if r.distance_from(l) <= 0
-                || r.distance_from(self.snd_una) <= 0
-                || r.distance_from(self.snd_max) > 0
-            {
-                continue;
-            }
-            let l = l.max_seq(self.snd_una);
-            self.sacked.push((l, r));
+            r.distance_from(l) > 0 && r.distance_from(una) > 0 && r.distance_from(max) <= 0
+        };
+        if !blocks.as_slice().iter().any(|b| valid(&b)) {
+            return 0;
         }
-        self.sacked
-            .sort_by_key(|&(s, _)| s.distance_from(self.snd_una));
+        let before = self.sacked_bytes();
+        let sacked = &mut self.loss.get_mut().sacked;
+        for &(l, r) in blocks.as_slice().iter().filter(valid) {
+            sacked.push((TcpSeq(l).max_seq(una), TcpSeq(r)));
+        }
+        sacked.sort_by_key(|&(s, _)| s.distance_from(una));
         // Merge overlapping or adjacent blocks in place (no allocation per ACK).
         let mut kept = 0;
-        for r in 0..self.sacked.len() {
-            let (s, e) = self.sacked[r];
-            if kept > 0 && s.distance_from(self.sacked[kept - 1].1) <= 0 {
-                self.sacked[kept - 1].1 = self.sacked[kept - 1].1.max_seq(e);
+        for r in 0..sacked.len() {
+            let (s, e) = sacked[r];
+            if kept > 0 && s.distance_from(sacked[kept - 1].1) <= 0 {
+                sacked[kept - 1].1 = sacked[kept - 1].1.max_seq(e);
             } else {
-                self.sacked[kept] = (s, e);
+                sacked[kept] = (s, e);
                 kept += 1;
             }
         }
-        self.sacked.truncate(kept);
+        sacked.truncate(kept);
         self.sacked_bytes().saturating_sub(before)
     }
 
     fn sacked_bytes(&self) -> usize {
-        self.sacked
+        self.loss
+            .get()
+            .sacked
             .iter()
             .map(|&(s, e)| e.distance_from(s) as usize)
             .sum()
@@ -1395,7 +1468,7 @@ impl Connection {
     /// Bytes of `[a, b)` that are not SACKed.
     /// The first sequence number at or after `seq` that is not SACKed.
     fn skip_sacked(&self, mut seq: TcpSeq) -> TcpSeq {
-        for &(s, e) in &self.sacked {
+        for &(s, e) in &self.loss.get().sacked {
             if s.distance_from(seq) <= 0 && e.distance_from(seq) > 0 {
                 seq = e;
             }
@@ -1409,7 +1482,7 @@ impl Connection {
             return 0;
         }
         let mut n = span as usize;
-        for &(s, e) in &self.sacked {
+        for &(s, e) in &self.loss.get().sacked {
             let lo = s.max_seq(a);
             let hi = e.min_seq(b);
             let d = hi.distance_from(lo);
@@ -1431,9 +1504,10 @@ impl Connection {
         };
         if self.sack_ok {
             let mut bytes = 0usize;
-            for (i, &(s, e)) in self.sacked.iter().enumerate().rev() {
+            let sacked = &self.loss.get().sacked;
+            for (i, &(s, e)) in sacked.iter().enumerate().rev() {
                 bytes += e.distance_from(s) as usize;
-                let blocks = self.sacked.len() - i;
+                let blocks = sacked.len() - i;
                 if bytes > (DUP_THRESH as usize - 1) * mss || blocks >= DUP_THRESH as usize {
                     lost = lost.max_seq(s);
                     break;
@@ -1485,7 +1559,7 @@ impl Connection {
             0
         };
         // Retransmissions found lost and not yet sent again have left the network too.
-        if let Some((from, to)) = self.rerxt {
+        if let Some((from, to)) = self.loss.get().rerxt {
             lost_not_rxt += self.unsacked(from.max_seq(una), to.min_seq(rxt));
         }
         // Without SACK each duplicate ACK says one segment left the network (RFC 5681's window
@@ -1536,24 +1610,27 @@ impl Connection {
             if offset == 0 {
                 // In order: the hook takes it, or it is appended, absorbing any out-of-order
                 // data it reaches.
-                let direct =
-                    self.rx.is_empty() && self.ooo.is_empty() && hooks.deliver(seq, payload);
+                let direct = self.rx.is_empty()
+                    && self.reorder.get().ooo.is_empty()
+                    && hooks.deliver(seq, payload);
                 if !direct {
                     let before = self.rx.len();
                     self.rx.write_at(before, payload);
                 }
                 let mut end = seq + payload.len() as u32;
-                let filled_hole = !self.ooo.is_empty();
-                self.ooo.retain(|&(s, e)| {
-                    if s.distance_from(end) <= 0 {
-                        if e.distance_from(end) > 0 {
-                            end = e;
+                let filled_hole = !self.reorder.get().ooo.is_empty();
+                if let Some(r) = self.reorder.get_if_mut() {
+                    r.ooo.retain(|&(s, e)| {
+                        if s.distance_from(end) <= 0 {
+                            if e.distance_from(end) > 0 {
+                                end = e;
+                            }
+                            false
+                        } else {
+                            true
                         }
-                        false
-                    } else {
-                        true
-                    }
-                });
+                    });
+                }
                 let advance = end.distance_from(self.rcv_nxt) as usize;
                 if !direct {
                     self.rx.extend_len(advance);
@@ -1617,7 +1694,8 @@ impl Connection {
     fn insert_ooo(&mut self, (s, e): (TcpSeq, TcpSeq)) {
         let mut start = s;
         let mut end = e;
-        self.ooo.retain(|&(a, b)| {
+        let r = self.reorder.get_mut();
+        r.ooo.retain(|&(a, b)| {
             // Overlapping or adjacent ranges merge.
             if a.distance_from(end) <= 0 && b.distance_from(start) >= 0 {
                 start = start.min_seq(a);
@@ -1627,19 +1705,18 @@ impl Connection {
                 true
             }
         });
-        let pos = self
-            .ooo
-            .partition_point(|&(a, _)| a.distance_from(start) < 0);
-        self.ooo.insert(pos, (start, end));
-        self.last_ooo = Some((start, end));
+        let pos = r.ooo.partition_point(|&(a, _)| a.distance_from(start) < 0);
+        r.ooo.insert(pos, (start, end));
+        r.last_ooo = Some((start, end));
     }
 
     /// SACK blocks to send: the most recent first (RFC 2018 section 4), then the others.
     fn sack_blocks(&self, max: usize) -> SackBlocks {
         let mut blocks = [(0u32, 0u32); SackBlocks::CAPACITY];
         let mut n = 0;
-        if let Some((ls, le)) = self.last_ooo
-            && let Some(&(s, e)) = self
+        let r = self.reorder.get();
+        if let Some((ls, le)) = r.last_ooo
+            && let Some(&(s, e)) = r
                 .ooo
                 .iter()
                 .find(|&&(s, e)| s.distance_from(ls) <= 0 && e.distance_from(le) >= 0)
@@ -1647,7 +1724,7 @@ impl Connection {
             blocks[0] = (s.0, e.0);
             n = 1;
         }
-        for &(s, e) in self.ooo.iter().rev() {
+        for &(s, e) in r.ooo.iter().rev() {
             if n >= max {
                 break;
             }
@@ -1794,8 +1871,7 @@ impl Connection {
                 self.recovery_point = self.snd_max;
                 self.high_rxt = self.snd_una;
                 self.lost_end = self.snd_max;
-                self.rxt_marks.clear();
-                self.rerxt = None;
+                self.loss.clear_recovery();
                 self.dupacks = 0;
                 self.rexmit_credit = true;
                 // The timer runs again at once (RFC 6298 (5.6)): it must not depend on the
@@ -1923,12 +1999,14 @@ impl Connection {
         // 1. Retransmit a lost segment (RFC 6675 NextSeg rule 1).
         // Lost retransmissions go again first (the one at `snd_una` whatever the window: it
         // holds everything up).
-        let again = self.rerxt.and_then(|(from, to)| {
+        let again = self.loss.get().rerxt.and_then(|(from, to)| {
             let seq = self.skip_sacked(from.max_seq(self.snd_una));
             (seq.distance_from(to) < 0).then_some(seq)
         });
-        if again.is_none() {
-            self.rerxt = None;
+        if again.is_none()
+            && let Some(loss) = self.loss.get_if_mut()
+        {
+            loss.rerxt = None;
         }
         let head = again == Some(self.snd_una);
         if self.in_recovery && (room > 0 || self.rexmit_credit || head) {
@@ -1938,7 +2016,7 @@ impl Connection {
             // SACKed byte goes again before it is deemed lost (at a transfer's tail nothing
             // more would be SACKed above it, and only the timer would repair it).
             let unsent = self.tx.len() > self.snd_nxt.distance_from(self.tx_base()).max(0) as usize;
-            let limit = match self.sacked.last() {
+            let limit = match self.loss.get().sacked.last() {
                 Some(&(_, e)) if !unsent => e.max_seq(self.lost_end),
                 _ => self.lost_end,
             };
@@ -1948,7 +2026,12 @@ impl Connection {
                 let fin_sent = fin_seq.filter(|_| self.fin_sent());
                 let data_end = fin_sent.unwrap_or(self.snd_nxt);
                 let mut data_len = (data_end.distance_from(seq).max(0) as usize).min(mss);
-                if let Some(&(s, _)) = self.sacked.iter().find(|&&(s, _)| s.distance_from(seq) > 0)
+                if let Some(&(s, _)) = self
+                    .loss
+                    .get()
+                    .sacked
+                    .iter()
+                    .find(|&&(s, _)| s.distance_from(seq) > 0)
                 {
                     data_len = data_len.min(s.distance_from(seq) as usize);
                 }
@@ -1960,26 +2043,26 @@ impl Connection {
                 }
                 let end = seq + (data_len as u32) + u32::from(flags & TcpFlags::FIN != 0);
                 let mark = (seq, self.snd_nxt);
+                let loss = self.loss.get_mut();
                 if again.is_some() {
                     // Sent again: its mark moves to now (in sequence order, so found by
                     // binary search).
-                    if let Some((_, to)) = &mut self.rerxt {
-                        let to = *to;
-                        self.rerxt = (end.distance_from(to) < 0).then_some((end, to));
+                    if let Some((_, to)) = loss.rerxt {
+                        loss.rerxt = (end.distance_from(to) < 0).then_some((end, to));
                     }
-                    let i = self
+                    let i = loss
                         .rxt_marks
                         .partition_point(|&(s, _)| s.distance_from(seq) < 0);
-                    let full = self.rxt_marks.len() >= MAX_RXT_MARKS;
-                    match self.rxt_marks.get_mut(i) {
+                    let full = loss.rxt_marks.len() >= MAX_RXT_MARKS;
+                    match loss.rxt_marks.get_mut(i) {
                         Some(m) if m.0 == seq => *m = mark,
-                        _ if !full => self.rxt_marks.insert(i, mark),
+                        _ if !full => loss.rxt_marks.insert(i, mark),
                         _ => {}
                     }
                 } else {
                     self.high_rxt = self.high_rxt.max_seq(end);
-                    if self.rxt_marks.len() < MAX_RXT_MARKS {
-                        self.rxt_marks.push_back(mark);
+                    if loss.rxt_marks.len() < MAX_RXT_MARKS {
+                        loss.rxt_marks.push_back(mark);
                     }
                 }
                 if !head {
@@ -2001,7 +2084,7 @@ impl Connection {
             let chunk = self.chunk_room(self.snd_nxt);
             // Segmentation offload: whole segments that fit a 64 KiB IP packet in `buf`, and
             // none while SACK blocks are owed (they would ride on every segment, past the MSS).
-            let most = if max_segments > 1 && self.ooo.is_empty() {
+            let most = if max_segments > 1 && self.reorder.get().ooo.is_empty() {
                 let room_bytes = buf.len().min(MAX_IP_PACKET).saturating_sub(MAX_HEADERS);
                 (room_bytes / mss).clamp(1, max_segments) * mss
             } else {
@@ -2200,7 +2283,12 @@ impl Connection {
             chunk,
         };
         hooks.on_transmit(&info, &mut options);
-        if self.sack_ok && !syn && !rst && !self.ooo.is_empty() && segment_size.is_none() {
+        if self.sack_ok
+            && !syn
+            && !rst
+            && !self.reorder.get().ooo.is_empty()
+            && segment_size.is_none()
+        {
             // The option space left, and the packet's: the caller sized `len` (and moved
             // snd_nxt, placed the FIN) from an MSS that does not count SACK blocks, so blocks
             // must not push the payload out of `buf`.
