@@ -37,6 +37,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 mod cookie;
+mod tuples;
 
 use crate::crypto::KeyMaterial;
 use crate::mptcp::pm::{
@@ -51,6 +52,7 @@ use crate::wire::{
     TcpOptions, TcpSegment, Timestamp,
 };
 use cookie::{CookieSecret, SynParams};
+use tuples::TupleMap;
 
 /// Endpoint configuration.
 #[derive(Debug, Clone)]
@@ -316,7 +318,7 @@ pub struct Endpoint {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     /// 4-tuple (local, remote) -> (slot, subflow).
-    by_tuple: HashMap<(SocketAddr, SocketAddr), (usize, usize)>,
+    by_tuple: TupleMap,
     /// Local tokens of live connections (RFC 8684 section 3.1: a key whose token is in use is
     /// drawn again).
     tokens: HashMap<u32, usize>,
@@ -366,7 +368,7 @@ impl Endpoint {
             listeners: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            by_tuple: HashMap::new(),
+            by_tuple: TupleMap::default(),
             tokens: HashMap::new(),
             live: 0,
             half_open: VecDeque::new(),
@@ -566,7 +568,7 @@ impl Endpoint {
         };
         for i in 0..slot.conn.subflows().len() {
             if let Some(key) = slot.conn.subflow_addrs(i)
-                && self.by_tuple.get(&key).is_some_and(|&(s, _)| s == idx)
+                && self.by_tuple.get(&key).is_some_and(|(s, _)| s == idx)
             {
                 self.by_tuple.remove(&key);
             }
@@ -807,7 +809,7 @@ impl Endpoint {
         };
         if let Some(i) = slot.conn.reusable_slot()
             && let Some(key) = slot.conn.subflow_addrs(i)
-            && self.by_tuple.get(&key) == Some(&(idx, i))
+            && self.by_tuple.get(&key) == Some((idx, i))
         {
             self.by_tuple.remove(&key);
         }
@@ -1380,7 +1382,7 @@ impl Endpoint {
                 && let Some(i) = slot.conn.evict_pending_join()
             {
                 if let Some(key) = slot.conn.subflow_addrs(i)
-                    && self.by_tuple.get(&key) == Some(&(idx, i))
+                    && self.by_tuple.get(&key) == Some((idx, i))
                 {
                     self.by_tuple.remove(&key);
                 }
@@ -1485,7 +1487,7 @@ impl Endpoint {
         let seg = &ip.tcp;
         let local = SocketAddr::new(ip.dst, seg.dst_port);
         let remote = SocketAddr::new(ip.src, seg.src_port);
-        if let Some(&(idx, sub)) = self.by_tuple.get(&(local, remote)) {
+        if let Some((idx, sub)) = self.by_tuple.get(&(local, remote)) {
             let retired = self
                 .slots
                 .get(idx)
