@@ -30,7 +30,7 @@ use super::cc::{AckSample, CcAlgorithm, CongestionControl};
 use super::coupled::{Coupling, PathSample};
 use super::ring::Ring;
 use super::rtt::RttEstimator;
-use crate::deadline::Deadline;
+use crate::deadline::{Deadline, ShortDuration};
 use crate::node::Transmit;
 use crate::seq::TcpSeq;
 use crate::wire::tcp::field as tcp_field;
@@ -324,6 +324,43 @@ impl Empty for Reorder {
     };
 }
 
+/// The one segment being timed for an RTT sample (Karn: never a retransmitted one): its
+/// sequence number and when it was sent, or nothing while the send time is unset. 16 bytes,
+/// where `Option<(TcpSeq, Instant)>` takes 24.
+#[derive(Debug, Clone, Copy)]
+struct RttProbe {
+    seq: TcpSeq,
+    sent: Deadline,
+}
+
+impl RttProbe {
+    const NONE: RttProbe = RttProbe {
+        seq: TcpSeq(0),
+        sent: Deadline::NONE,
+    };
+
+    fn new(seq: TcpSeq, sent: Instant) -> Self {
+        RttProbe {
+            seq,
+            sent: Deadline::at(sent),
+        }
+    }
+
+    fn get(self) -> Option<(TcpSeq, Instant)> {
+        self.sent.get().map(|t| (self.seq, t))
+    }
+
+    fn take(&mut self) -> Option<(TcpSeq, Instant)> {
+        let p = self.get();
+        *self = Self::NONE;
+        p
+    }
+
+    fn is_none(self) -> bool {
+        !self.sent.is_set()
+    }
+}
+
 /// A TCP connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -387,13 +424,13 @@ pub struct Connection {
     lost_rxt_reduced: bool,
 
     rtt: RttEstimator,
-    rtt_probe: Option<(TcpSeq, Instant)>,
+    rtt_probe: RttProbe,
     /// The RTT the echoed timestamp of the ACK being processed shows (1 ms resolution): a
     /// sample on every ACK for the congestion controller (HyStart), while the RTO estimator
     /// keeps its one timed segment per round trip.
-    ts_rtt: Option<Duration>,
+    ts_rtt: ShortDuration,
     /// An upper bound on the backed-off retransmission timer (see [`Connection::set_rto_cap`]).
-    rto_cap: Option<Duration>,
+    rto_cap: ShortDuration,
     cc: Box<dyn CongestionControl>,
 
     // Timers.
@@ -488,9 +525,9 @@ impl Connection {
             blind_partial_acks: 0,
             lost_rxt_reduced: false,
             rtt,
-            rtt_probe: None,
-            ts_rtt: None,
-            rto_cap: None,
+            rtt_probe: RttProbe::NONE,
+            ts_rtt: ShortDuration::NONE,
+            rto_cap: ShortDuration::NONE,
             cc,
             rto_at: Deadline::NONE,
             delack_at: Deadline::NONE,
@@ -1026,7 +1063,7 @@ impl Connection {
             {
                 self.rtt.sample(now - sent);
             }
-            self.rtt_probe = None;
+            self.rtt_probe = RttProbe::NONE;
             self.state = State::Established;
             self.syn_rexmit = false;
             self.retries = 0;
@@ -1163,7 +1200,7 @@ impl Connection {
                 {
                     self.rtt.sample(now - sent);
                 }
-                self.rtt_probe = None;
+                self.rtt_probe = RttProbe::NONE;
             } else {
                 self.reply_rst_to(seg);
                 return;
@@ -1232,9 +1269,10 @@ impl Connection {
                 .filter(|ts| self.ts_ok && ts.tsecr != 0)
                 .map(|ts| self.ts_now(now).wrapping_sub(ts.tsecr) as i32)
                 .filter(|ms| (0..60_000).contains(ms))
-                .map(|ms| Duration::from_millis(ms as u64));
+                .map(|ms| Duration::from_millis(ms as u64))
+                .into();
             self.ack_advanced(now, ack, in_flight_before, newly_sacked);
-            self.ts_rtt = None;
+            self.ts_rtt = ShortDuration::NONE;
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.fin()
@@ -1352,13 +1390,13 @@ impl Connection {
         // RFC 6298 (5.7)-like: a new RTT sample resets the backoff; Karn: only from a probe
         // that was not retransmitted (probes are cancelled on retransmission).
         let mut rtt_sample = None;
-        if let Some((probe, sent)) = self.rtt_probe
+        if let Some((probe, sent)) = self.rtt_probe.get()
             && probe.distance_from(ack) < 0
         {
             let sample = now - sent;
             self.rtt.sample(sample);
             rtt_sample = Some(sample);
-            self.rtt_probe = None;
+            self.rtt_probe = RttProbe::NONE;
         }
         if self.in_recovery {
             if ack.distance_from(self.recovery_point) >= 0 {
@@ -1419,7 +1457,7 @@ impl Connection {
         AckSample {
             acked,
             in_flight,
-            rtt: rtt.or(self.ts_rtt),
+            rtt: rtt.or(self.ts_rtt.get()),
             srtt: self.rtt.srtt().unwrap_or(self.cfg.initial_rto),
         }
     }
@@ -1541,7 +1579,7 @@ impl Connection {
             self.lost_rxt_reduced = false;
             self.cc.on_congestion_event(now, in_flight);
             self.update_lost_end();
-            self.rtt_probe = None;
+            self.rtt_probe = RttProbe::NONE;
         }
     }
 
@@ -1836,7 +1874,7 @@ impl Connection {
 
     fn on_rto(&mut self, now: Instant) {
         self.rto_at.clear();
-        self.rtt_probe = None;
+        self.rtt_probe = RttProbe::NONE;
         self.retries += 1;
         self.stats.rto_expiries += 1;
         match self.state {
@@ -1884,7 +1922,7 @@ impl Connection {
     /// The retransmission timeout to arm: the backed-off RTO, within the cap if one is set.
     fn timer_rto(&self) -> Duration {
         let rto = self.rtt.rto();
-        self.rto_cap.map_or(rto, |cap| rto.min(cap))
+        self.rto_cap.get().map_or(rto, |cap| rto.min(cap))
     }
 
     /// Bound the backed-off retransmission timer (`None`: no bound but `max_rto`). MPTCP caps a
@@ -1892,7 +1930,7 @@ impl Connection {
     /// then probes of the path, and a path that works again is noticed within the cap rather
     /// than after a backoff of tens of seconds. The retry limit still applies.
     pub fn set_rto_cap(&mut self, now: Instant, cap: Option<Duration>) {
-        self.rto_cap = cap;
+        self.rto_cap = cap.into();
         if let (Some(at), Some(cap)) = (self.rto_at.get(), cap)
             && at > now + cap
         {
@@ -2202,7 +2240,7 @@ impl Connection {
         if end.distance_from(self.snd_max) > 0 {
             // Time one segment per RTT (Karn: never a retransmitted one).
             if self.rtt_probe.is_none() && !self.in_recovery {
-                self.rtt_probe = Some((seq, now));
+                self.rtt_probe = RttProbe::new(seq, now);
             }
             self.snd_max = end;
         }
@@ -2382,7 +2420,7 @@ impl Connection {
                 self.snd_max = end;
             }
             if self.rtt.backoff_count() == 0 && self.rtt_probe.is_none() {
-                self.rtt_probe = Some((self.iss, now));
+                self.rtt_probe = RttProbe::new(self.iss, now);
             }
             self.rto_at.set(now + self.timer_rto());
         }
