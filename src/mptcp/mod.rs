@@ -42,6 +42,7 @@ pub use sched::{
 };
 
 use crate::crypto::{DssChecksum, KeyMaterial, dss_checksum, join_ack_hmac, join_synack_hmac};
+use crate::deadline::Deadline;
 use crate::node::Transmit;
 use crate::seq::{Dsn, Ssn, TcpSeq};
 use crate::tcp::coupled::{Coupling, PathSample, couple};
@@ -269,7 +270,7 @@ struct SubflowState {
     tx_mapped: usize,
     rx_maps: VecDeque<RxMap>,
     /// The most entries of `rx_maps` (see [`rx_map_cap`]).
-    rx_map_cap: usize,
+    rx_map_cap: u32,
     /// MP_JOIN state of an additional subflow (`None` for the initial subflow).
     join: Option<JoinState>,
     /// Address ids of the local and remote ends (0 for the initial subflow's addresses).
@@ -293,7 +294,7 @@ struct SubflowState {
     rto_seen: u64,
     acked_seen: u64,
     /// When the subflow was last penalised for blocking the connection-level window.
-    last_penalty: Option<Instant>,
+    last_penalty: Deadline,
     /// The subflow is closed and what it held was handed to the others.
     retired: bool,
     /// This subflow failed a checksum at this DSN: its RST carries MP_FAIL.
@@ -301,18 +302,19 @@ struct SubflowState {
     /// Server: a copy of the MP_JOIN third ACK arrived after the join completed (our fourth
     /// ACK was lost): answer it again.
     join_ack_again: bool,
-    /// Client: when to send the MP_JOIN third ACK again if the server has not answered, and
-    /// how many times it went.
-    join_ack_timer: Option<(Instant, u32)>,
+    /// Client: when to send the MP_JOIN third ACK again if the server has not answered (unset:
+    /// no timer), and how many times it went again (at most [`JOIN_ACK_RETRIES`]).
+    join_ack_timer: Deadline,
+    join_acks_resent: u8,
     /// A signal took the DSS's place on the last pure ACK: send another with the DATA_ACK.
     resend_ack: bool,
     /// Server: the order in which joins were accepted (the oldest pending one is evicted
-    /// first).
-    join_order: u64,
+    /// first; compared by age, so the count may wrap).
+    join_order: u32,
 }
 
 impl SubflowState {
-    fn new(iss: TcpSeq, join: Option<JoinState>, rx_map_cap: usize) -> Self {
+    fn new(iss: TcpSeq, join: Option<JoinState>, rx_map_cap: u32) -> Self {
         SubflowState {
             rx_map_cap,
             iss,
@@ -332,11 +334,12 @@ impl SubflowState {
             fail_streak: 2,
             rto_seen: 0,
             acked_seen: 0,
-            last_penalty: None,
+            last_penalty: Deadline::NONE,
             retired: false,
             fail_rst: None,
             join_ack_again: false,
-            join_ack_timer: None,
+            join_ack_timer: Deadline::NONE,
+            join_acks_resent: 0,
             resend_ack: false,
             join_order: 0,
         }
@@ -969,7 +972,7 @@ impl Hooks for SubflowHooks<'_> {
                             &mut self.st.rx_maps,
                             map,
                             &mut sh.counters,
-                            self.st.rx_map_cap,
+                            self.st.rx_map_cap as usize,
                         );
                     }
                 }
@@ -1025,7 +1028,7 @@ impl Hooks for SubflowHooks<'_> {
                                 &mut self.st.rx_maps,
                                 map,
                                 &mut sh.counters,
-                                self.st.rx_map_cap,
+                                self.st.rx_map_cap as usize,
                             );
                         }
                     }
@@ -1121,8 +1124,8 @@ const MIN_RX_MAPS: usize = 1024;
 /// The most mappings a subflow remembers: one per 512 bytes its receive buffer can hold (a
 /// sender mapping segment by segment between subflows needs one per segment in flight), at
 /// least [`MIN_RX_MAPS`].
-fn rx_map_cap(rx_buffer: usize) -> usize {
-    (rx_buffer / 512).max(MIN_RX_MAPS)
+fn rx_map_cap(rx_buffer: usize) -> u32 {
+    u32::try_from((rx_buffer / 512).max(MIN_RX_MAPS)).unwrap_or(u32::MAX)
 }
 
 /// The most REMOVE_ADDR ids waiting to be acted on.
@@ -1425,7 +1428,7 @@ pub struct MptcpConnection {
     /// Opportunistic retransmission has sent everything below this DSN again already.
     opportunistic_upto: Option<Dsn>,
     /// Joins accepted so far (numbers [`SubflowState::join_order`]).
-    joins_accepted: u64,
+    joins_accepted: u32,
 }
 
 impl MptcpConnection {
@@ -1604,7 +1607,7 @@ impl MptcpConnection {
         let i = self.push_subflow(tcp, join)?;
         let st = &mut self.subflows[i].st;
         st.join_order = self.joins_accepted;
-        self.joins_accepted += 1;
+        self.joins_accepted = self.joins_accepted.wrapping_add(1);
         st.irs = irs;
         st.local_id = local_id;
         st.remote_id = addr_id;
@@ -1656,7 +1659,10 @@ impl MptcpConnection {
     pub fn evict_pending_join(&mut self) -> Option<usize> {
         let i = (0..self.subflows.len())
             .filter(|&i| is_pending_join(&self.subflows[i]))
-            .min_by_key(|&i| self.subflows[i].st.join_order)?;
+            .max_by_key(|&i| {
+                self.joins_accepted
+                    .wrapping_sub(self.subflows[i].st.join_order)
+            })?;
         let s = &mut self.subflows[i];
         if let Some(j) = s.st.join.as_mut() {
             j.phase = JoinPhase::Failed;
@@ -2050,11 +2056,12 @@ impl MptcpConnection {
         // Client: the third ACK went out with the handshake's ACK; until the server answers it
         // is sent again on a timer (section 3.2: it is reliable).
         match sub.st.join.map(|j| j.phase) {
-            Some(JoinPhase::AckSent) if sub.st.join_ack_timer.is_none() => {
-                sub.st.join_ack_timer = Some((now + sub.tcp.rto(), 0));
+            Some(JoinPhase::AckSent) if !sub.st.join_ack_timer.is_set() => {
+                sub.st.join_ack_timer.set(now + sub.tcp.rto());
+                sub.st.join_acks_resent = 0;
             }
             Some(JoinPhase::AckSent) => {}
-            _ => sub.st.join_ack_timer = None,
+            _ => sub.st.join_ack_timer.clear(),
         }
         if sub.st.join.is_some_and(|j| j.phase == JoinPhase::Failed)
             && sub.tcp.state() != State::Closed
@@ -2196,12 +2203,11 @@ impl MptcpConnection {
         }
         self.detect_stale();
         for s in &mut self.subflows {
-            if let Some((at, sent)) = s.st.join_ack_timer
-                && at <= now
-            {
+            if s.st.join_ack_timer.expired(now) {
+                let sent = u32::from(s.st.join_acks_resent);
                 if sent >= JOIN_ACK_RETRIES {
                     // No answer: the join failed (section 3.2 allows a reset).
-                    s.st.join_ack_timer = None;
+                    s.st.join_ack_timer.clear();
                     if let Some(j) = s.st.join.as_mut() {
                         j.phase = JoinPhase::Failed;
                     }
@@ -2209,7 +2215,8 @@ impl MptcpConnection {
                 } else {
                     s.tcp.request_ack();
                     let wait = s.tcp.rto() * (2u32 << sent.min(5));
-                    s.st.join_ack_timer = Some((now + wait, sent + 1));
+                    s.st.join_ack_timer.set(now + wait);
+                    s.st.join_acks_resent += 1;
                 }
             }
         }
@@ -2269,7 +2276,7 @@ impl MptcpConnection {
             .chain(
                 self.subflows
                     .iter()
-                    .filter_map(|s| s.st.join_ack_timer.map(|(t, _)| t)),
+                    .filter_map(|s| s.st.join_ack_timer.get()),
             )
             .min()
     }
@@ -2573,7 +2580,7 @@ impl MptcpConnection {
                 continue;
             }
             sub.st.retired = true;
-            sub.st.join_ack_timer = None;
+            sub.st.join_ack_timer.clear();
             self.sh.pm_changed = true;
             if self.sh.mode == Mode::Mptcp {
                 queue_reinjection(&mut self.sh, &sub.st.tx_maps);
@@ -2710,12 +2717,12 @@ impl MptcpConnection {
         if let Some(holder) = penalise {
             let now = sh.now;
             let slow = &mut self.subflows[holder];
-            let due = match (slow.st.last_penalty, slow.tcp.srtt()) {
+            let due = match (slow.st.last_penalty.get(), slow.tcp.srtt()) {
                 (Some(t), Some(rtt)) => now >= t + rtt,
                 _ => true,
             };
             if due {
-                slow.st.last_penalty = Some(now);
+                slow.st.last_penalty.set(now);
                 slow.tcp.penalize(now);
                 sh.counters.penalties += 1;
             }
@@ -3005,7 +3012,7 @@ mod tests {
         }
         assert_eq!(maps.len(), 3);
         assert_eq!(c.rx_maps_dropped, 2);
-        assert_eq!(rx_map_cap(64 * 1024), MIN_RX_MAPS);
+        assert_eq!(rx_map_cap(64 * 1024) as usize, MIN_RX_MAPS);
         assert_eq!(rx_map_cap(4 << 20), 8192);
     }
 }

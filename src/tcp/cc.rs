@@ -11,6 +11,8 @@
 
 use smoltcp::time::{Duration, Instant};
 
+use crate::deadline::{Deadline, ShortDuration};
+
 use super::coupled::{Coupling, Lia, Olia, PathSample};
 
 /// What the engine tells a controller about an acknowledgement.
@@ -95,9 +97,10 @@ impl CcAlgorithm {
 /// from 16 segments on. A round is a window's worth of acknowledged bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HyStart {
-    round_left: usize,
-    last_round_min: Option<Duration>,
-    round_min: Option<Duration>,
+    /// Bytes left in the round (saturating at 4 GiB: a round is a window).
+    round_left: u32,
+    last_round_min: ShortDuration,
+    round_min: ShortDuration,
     samples: u32,
 }
 
@@ -114,21 +117,23 @@ impl HyStart {
     /// An acknowledgement in slow start with the window at `cwnd`: whether slow start should
     /// end now.
     pub fn on_ack(&mut self, s: &AckSample, cwnd: usize, mss: usize) -> bool {
-        if s.acked >= self.round_left {
-            self.last_round_min = self.round_min.or(self.last_round_min);
-            self.round_min = None;
+        if s.acked >= self.round_left as usize {
+            if self.round_min.get().is_some() {
+                self.last_round_min = self.round_min;
+            }
+            self.round_min = ShortDuration::NONE;
             self.samples = 0;
-            self.round_left = cwnd;
+            self.round_left = u32::try_from(cwnd).unwrap_or(u32::MAX);
         } else {
-            self.round_left -= s.acked;
+            self.round_left -= s.acked as u32;
         }
         let Some(rtt) = s.rtt else { return false };
-        self.round_min = Some(self.round_min.map_or(rtt, |m| m.min(rtt)));
+        self.round_min = ShortDuration::new(self.round_min.get().map_or(rtt, |m| m.min(rtt)));
         self.samples += 1;
         if cwnd < HYSTART_LOW_WINDOW * mss || self.samples < HYSTART_MIN_SAMPLES {
             return false;
         }
-        let (Some(now), Some(last)) = (self.round_min, self.last_round_min) else {
+        let (Some(now), Some(last)) = (self.round_min.get(), self.last_round_min.get()) else {
             return false;
         };
         let thresh = (last / 8).clamp(HYSTART_MIN_THRESH, HYSTART_MAX_THRESH);
@@ -235,7 +240,7 @@ pub struct Cubic {
     /// W_max before the last reduction, for fast convergence.
     w_last_max: f64,
     /// Start of the current congestion-avoidance epoch.
-    epoch_start: Option<Instant>,
+    epoch_start: Deadline,
     /// K in seconds.
     k: f64,
     /// W_est (Reno-friendly estimate) in segments.
@@ -259,7 +264,7 @@ impl Cubic {
             ssthresh: usize::MAX,
             w_max: 0.0,
             w_last_max: 0.0,
-            epoch_start: None,
+            epoch_start: Deadline::NONE,
             k: 0.0,
             w_est: 0.0,
             acked_accum: 0,
@@ -282,7 +287,7 @@ impl Cubic {
         self.w_last_max = cwnd;
         let reduced = ((cwnd * CUBIC_BETA) * self.mss as f64) as usize;
         self.ssthresh = reduced.max(2 * self.mss);
-        self.epoch_start = None;
+        self.epoch_start.clear();
         self.acked_accum = 0;
     }
 }
@@ -307,10 +312,10 @@ impl CongestionControl for Cubic {
             }
             return;
         }
-        let epoch = match self.epoch_start {
+        let epoch = match self.epoch_start.get() {
             Some(t) => t,
             None => {
-                self.epoch_start = Some(now);
+                self.epoch_start.set(now);
                 let cwnd = self.segments();
                 if self.w_max <= cwnd {
                     self.k = 0.0;
