@@ -9,8 +9,8 @@ use mptcp_stack::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 use mptcp_stack::mptcp::Mode;
 use mptcp_stack::node::{Duration, Instant};
 use mptcp_stack::sim::{
-    Harness, LinkConfig, Middlebox, Network, PathConfig, Side, corrupt_payload, seed_from_env,
-    strip_tcp_option,
+    Harness, LinkConfig, Middlebox, Network, PathConfig, Side, corrupt_payload,
+    refill_tcp_checksum, seed_from_env, strip_tcp_option,
 };
 use mptcp_stack::wire::IpSegment;
 
@@ -449,4 +449,121 @@ fn a_client_that_sends_nothing_and_closes_reaches_a_silent_server() {
         Instant::from_secs(30),
     );
     assert!(outcome.is_satisfied(), "{outcome:?}");
+}
+
+/// The DSS option of a segment (A -> B, IPv4): the offset of its 8-byte DSN within the packet,
+/// the DSN, the TCP sequence number and the payload length; `None` without a mapping.
+fn dss_mapping(packet: &[u8]) -> Option<(usize, u64, u32, usize)> {
+    const KIND_MPTCP: u8 = 30;
+    const SUBTYPE_DSS: u8 = 2;
+    const FLAG_ACK: u8 = 0x01;
+    const FLAG_ACK8: u8 = 0x02;
+    const FLAG_MAP: u8 = 0x04;
+    const FLAG_DSN8: u8 = 0x08;
+    let ip = usize::from(packet.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+    let tcp = packet.get(ip..total)?;
+    let header = usize::from(tcp.get(12)? >> 4) * 4;
+    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
+    let payload = tcp.len().checked_sub(header)?;
+    let mut at = 20;
+    while at < header {
+        match tcp[at] {
+            0 => return None,
+            1 => at += 1,
+            kind => {
+                let len = usize::from(*tcp.get(at + 1)?);
+                if len < 2 {
+                    return None;
+                }
+                let opt = tcp.get(at..at + len)?;
+                if kind == KIND_MPTCP && opt.len() >= 4 && opt[2] >> 4 == SUBTYPE_DSS {
+                    let flags = opt[3];
+                    if flags & FLAG_MAP == 0 || flags & FLAG_DSN8 == 0 {
+                        return None;
+                    }
+                    let mut dsn_at = 4;
+                    if flags & FLAG_ACK != 0 {
+                        dsn_at += if flags & FLAG_ACK8 != 0 { 8 } else { 4 };
+                    }
+                    let dsn = u64::from_be_bytes(opt.get(dsn_at..dsn_at + 8)?.try_into().ok()?);
+                    return Some((ip + at + dsn_at, dsn, seq, payload));
+                }
+                at += len;
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn data_the_receiver_drops_after_the_subflow_acknowledged_it_is_sent_again_at_the_data_level() {
+    // Section 3.3.6: a subflow's ACK does not mean the data reached the connection; Linux
+    // drops data it acknowledged on a subflow when its receive memory is short. Here a
+    // middlebox moves the DSN of two whole mappings (the first sending of each) back into data
+    // already delivered, so the receiver acknowledges them on the subflow and discards them as
+    // duplicates: two holes in the data stream that only the sender can fill. The data-level
+    // timer sends the first hole again; the partial DATA_ACK that follows sends the second at
+    // once, and the stream completes intact.
+    let mut run = start(
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
+        (A, B),
+        link(50, 10),
+        link(50, 10),
+        seed_from_env(90),
+    );
+    const BACK: u64 = 2 << 20;
+    const FIRST_HOLE: u64 = 3 << 20;
+    // (original DSN, first TCP sequence number, bytes) of each mapping that is made to vanish.
+    let mut targets: Vec<(u64, u32, usize)> = Vec::new();
+    let mut first_dsn = None;
+    let rewritten = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counted = rewritten.clone();
+    run.h.set_middlebox(Box::new(move |side, buf, len| {
+        if side != Side::A {
+            return Some(len);
+        }
+        let Some((at, dsn, seq, payload)) = dss_mapping(&buf[..len]) else {
+            return Some(len);
+        };
+        if payload == 0 {
+            return Some(len);
+        }
+        let base = *first_dsn.get_or_insert(dsn);
+        let offset = dsn.wrapping_sub(base);
+        let known = targets.iter().any(|&(d, _, _)| d == dsn);
+        if !known && targets.len() < 2 && offset >= FIRST_HOLE {
+            // The first mapping at or after 3 MiB, and the second one after it.
+            let after_previous = targets.last().is_none_or(|&(d, _, _)| dsn > d + 64 * 1024);
+            if after_previous {
+                targets.push((dsn, seq, 64 * 1024));
+            }
+        }
+        // The first sending (and TCP retransmissions) of a target mapping: the same subflow
+        // sequence range. The data-level retransmission is a new subflow range: left alone.
+        let hit = targets
+            .iter()
+            .any(|&(d, s, n)| d == dsn && seq.wrapping_sub(s) < n as u32);
+        if hit {
+            buf[at..at + 8].copy_from_slice(&(dsn - BACK).to_be_bytes());
+            refill_tcp_checksum(&mut buf[..len]);
+            counted.set(counted.get() + 1);
+        }
+        Some(len)
+    }));
+    transfer(&mut run, 6_000_000, false, Duration::from_secs(120));
+    assert!(rewritten.get() > 0, "the middlebox hid no mapping");
+    let a = run.h.node_a().mptcp(run.ca).unwrap();
+    let b = run.h.node_b().mptcp(run.cb.unwrap()).unwrap();
+    // The receiver saw the two mappings' bytes as duplicates (whole mappings of 64 KiB or
+    // less each, all acknowledged on the subflow).
+    assert!(b.counters().duplicate_data > 0);
+    assert!(b.counters().duplicate_data <= 2 * 64 * 1024);
+    assert_eq!(b.mode(), Mode::Mptcp);
+    // One timer expiry, two data-level retransmissions: the second hole went at once on the
+    // partial DATA_ACK.
+    assert_eq!(a.counters().data_rto_expiries, 1);
+    assert_eq!(a.counters().data_retransmits, 2);
+    assert!(a.counters().reinjected_bytes >= b.counters().duplicate_data);
 }

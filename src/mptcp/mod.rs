@@ -204,6 +204,13 @@ pub struct Counters {
     pub opportunistic: u64,
     /// Subflows penalised (window halved) for blocking the connection-level window.
     pub penalties: u64,
+    /// Data-level retransmissions: the oldest data not DATA_ACKed was acknowledged by every
+    /// subflow that carried it (the peer dropped it at the connection level, as Linux does
+    /// under memory pressure), so it was mapped again: on the data-level retransmission
+    /// timer, or at once on a partial DATA_ACK during such a recovery.
+    pub data_retransmits: u64,
+    /// Data-level retransmission timer expiries that sent data again.
+    pub data_rto_expiries: u64,
     /// Received mappings not remembered because a subflow already held the most allowed.
     pub rx_maps_dropped: u64,
     /// Times a subflow took its own copy of data it was sending from the connection's buffer
@@ -475,6 +482,10 @@ struct Shared {
     pm_changed: bool,
     /// DSN ranges to map again on another subflow (reinjection), oldest first.
     reinject: VecDeque<(Dsn, u64)>,
+    /// The peer's latest ACK carried a DATA_ACK: it acknowledges at the data level (one that
+    /// fell back, or whose options a middlebox strips, does not, and its silence there is
+    /// no sign of loss).
+    peer_data_acks: bool,
     /// The latest time the connection was given.
     now: Instant,
     /// The server set C on its SYN/ACK: no join to its initial address and port.
@@ -927,6 +938,7 @@ impl Hooks for SubflowHooks<'_> {
             return;
         }
         let mut any_mptcp = false;
+        let mut data_acked = false;
         for option in seg.options.mptcp.iter() {
             any_mptcp = true;
             match *option {
@@ -982,6 +994,7 @@ impl Hooks for SubflowHooks<'_> {
                         sh.confirmed = true;
                     }
                     if let Some(ack) = d.data_ack {
+                        data_acked = true;
                         let ack = ack.expand(sh.snd_una);
                         sh.process_data_ack(ack);
                         // The window of this segment is relative to this DATA_ACK (section
@@ -1099,6 +1112,14 @@ impl Hooks for SubflowHooks<'_> {
                 }
                 _ => {}
             }
+        }
+        if f.ack()
+            && self
+                .st
+                .join
+                .is_none_or(|j| j.phase == JoinPhase::Established)
+        {
+            sh.peer_data_acks = data_acked;
         }
         // RFC 8684 section 3.1: a third ACK without MP_CAPABLE means a middlebox stripped it.
         if sh.role == Role::Server && !sh.confirmed && !any_mptcp && f.ack() {
@@ -1379,6 +1400,15 @@ fn queue_reinjection(sh: &mut Shared, maps: &VecDeque<TxMap>) {
 /// The longest wait between copies of a DATA_FIN that rides on pure ACKs.
 pub const MAX_DATA_FIN_WAIT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(5);
 
+/// The longest wait of the data-level retransmission timer (RFC 6298's 60 s ceiling).
+pub const MAX_DATA_RTO: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(60);
+
+/// Doublings of the data-level retransmission timer (2^6 times the subflow RTO at most).
+const MAX_DATA_RTO_BACKOFF: u8 = 6;
+
+/// Bytes mapped again by one data-level retransmission: one full mapping.
+const DATA_RETRANSMIT_CHUNK: usize = 64 * 1024;
+
 /// Copies of the MP_JOIN third ACK sent without an answer before the join is given up.
 pub const JOIN_ACK_RETRIES: u32 = 6;
 
@@ -1424,6 +1454,15 @@ pub struct MptcpConnection {
     fin_backoff: u32,
     /// `snd_una` when the DATA_FIN backoff last started.
     fin_una: Option<Dsn>,
+    /// The data-level retransmission timer: runs while data is mapped but not DATA_ACKed,
+    /// restarted whenever the DATA_ACK moves.
+    data_rto: Deadline,
+    data_rto_backoff: u8,
+    /// `snd_una` when the data-level timer last started.
+    data_rto_una: Dsn,
+    /// Data-level recovery: the timer fired with `snd_nxt` here; until the DATA_ACK passes
+    /// it, each partial DATA_ACK sends the next hole at once.
+    data_recover: Option<Dsn>,
     scheduler: Box<dyn Scheduler>,
     /// Opportunistic retransmission has sent everything below this DSN again already.
     opportunistic_upto: Option<Dsn>,
@@ -1470,6 +1509,7 @@ impl MptcpConnection {
                 removed_rx: Vec::new(),
                 pm_changed: false,
                 reinject: VecDeque::new(),
+                peer_data_acks: false,
                 now: Instant::from_millis(0),
                 no_join_initial: false,
                 fallback_skip: 0,
@@ -1484,6 +1524,10 @@ impl MptcpConnection {
             fin_timer: None,
             fin_backoff: 0,
             fin_una: None,
+            data_rto: Deadline::default(),
+            data_rto_backoff: 0,
+            data_rto_una: Dsn(0),
+            data_recover: None,
             scheduler: cfg.scheduler.build(),
             opportunistic_upto: None,
             joins_accepted: 0,
@@ -2091,9 +2135,11 @@ impl MptcpConnection {
         self.recouple();
         self.remove_peer_addresses();
         self.pull_data();
+        self.data_ack_progress();
         self.push_data();
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
+        self.arm_data_rto(now);
         self.kick_signals();
     }
 
@@ -2223,6 +2269,14 @@ impl MptcpConnection {
         if self.sh.signals.poll_timeout().is_some_and(|t| t <= now) {
             self.sh.counters.add_addr_given_up += self.sh.signals.handle_timeout(now);
         }
+        if self.data_rto.expired(now) {
+            self.data_rto.clear();
+            if self.data_outstanding() && self.queue_data_retransmission() {
+                self.data_recover = Some(self.sh.snd_nxt);
+                self.data_rto_backoff = (self.data_rto_backoff + 1).min(MAX_DATA_RTO_BACKOFF);
+                self.sh.counters.data_rto_expiries += 1;
+            }
+        }
         if self.fin_timer.is_some_and(|t| t <= now) {
             // Send the DATA_FIN again on an ACK, backing off like an RTO.
             self.fin_timer = None;
@@ -2234,7 +2288,99 @@ impl MptcpConnection {
         self.push_data();
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
+        self.arm_data_rto(now);
         self.kick_signals();
+    }
+
+    /// Data mapped on subflows and not yet DATA_ACKed (MPTCP mode only: in fallback the
+    /// subflow's ACK is the data ACK).
+    fn data_outstanding(&self) -> bool {
+        self.sh.mode == Mode::Mptcp && self.sh.snd_nxt.distance_from(self.sh.snd_una) > 0
+    }
+
+    /// The DATA_ACK moved: the data-level timer starts afresh, and during a data-level
+    /// recovery the next hole goes at once (like a partial ACK in TCP's NewReno): the peer may
+    /// have dropped much more than the first mapping.
+    fn data_ack_progress(&mut self) {
+        if self.sh.snd_una == self.data_rto_una {
+            return;
+        }
+        self.data_rto_una = self.sh.snd_una;
+        self.data_rto_backoff = 0;
+        self.data_rto.clear();
+        if let Some(point) = self.data_recover {
+            if self.sh.snd_una.distance_from(point) >= 0 {
+                self.data_recover = None;
+            } else {
+                self.queue_data_retransmission();
+            }
+        }
+    }
+
+    /// Section 3.3.6: the sender keeps data until it is DATA_ACKed, and the receiver may drop
+    /// data it acknowledged on a subflow (Linux does, when the connection's receive memory is
+    /// short), so a subflow's ACK does not mean the data arrived. When no live subflow still
+    /// holds the oldest data not DATA_ACKed (every subflow that carried it had it
+    /// acknowledged) and no reinjection of it is pending, map it again, one mapping's worth.
+    /// A subflow still holding it is in charge (its own RTO, and stale detection, act).
+    fn queue_data_retransmission(&mut self) -> bool {
+        self.prune_tx_maps();
+        let sh = &mut self.sh;
+        let failing = sh.awaiting_infinite.is_some()
+            || sh.fail_requested.is_some()
+            || sh.mp_fail_tx.is_some()
+            || sh.infinite_tx.is_some();
+        if !sh.peer_data_acks || failing {
+            return false;
+        }
+        let una = sh.snd_una;
+        let covers =
+            |dsn: Dsn, len: u64| una.distance_from(dsn) >= 0 && (dsn + len).distance_from(una) > 0;
+        let held = self.subflows.iter().any(|s| {
+            !s.st.stale
+                && s.tcp.state() != State::Closed
+                && s.st.tx_maps.iter().any(|m| covers(m.dsn, u64::from(m.len)))
+        }) || sh.reinject.iter().any(|&(d, l)| covers(d, l));
+        let len = sh
+            .snd_nxt
+            .distance_from(una)
+            .clamp(0, DATA_RETRANSMIT_CHUNK as i64) as u64;
+        if held || len == 0 {
+            return false;
+        }
+        sh.reinject.push_front((una, len));
+        sh.counters.data_retransmits += 1;
+        true
+    }
+
+    /// Run the data-level retransmission timer while data is outstanding: the RTO of the best
+    /// working subflow, doubled on each expiry that sent data again, at most
+    /// [`MAX_DATA_RTO`].
+    fn arm_data_rto(&mut self, now: Instant) {
+        if !self.data_outstanding() {
+            self.data_rto.clear();
+            self.data_recover = None;
+            self.data_rto_backoff = 0;
+            self.data_rto_una = self.sh.snd_una;
+            return;
+        }
+        if self.sh.snd_una != self.data_rto_una {
+            // Progress seen here first (a send path, not a segment): start afresh.
+            self.data_rto_una = self.sh.snd_una;
+            self.data_rto_backoff = 0;
+            self.data_rto.clear();
+        }
+        if !self.data_rto.is_set() {
+            let rto = self
+                .subflows
+                .iter()
+                .filter(|s| usable(s) && !s.st.stale)
+                .map(|s| s.tcp.rto())
+                .min()
+                .unwrap_or_else(|| self.subflows[0].tcp.rto());
+            let wait = (rto * (1u32 << self.data_rto_backoff)).min(MAX_DATA_RTO);
+            self.data_rto.set(now + wait);
+        }
     }
 
     fn arm_fin_timer(&mut self, now: Instant) {
@@ -2272,6 +2418,7 @@ impl MptcpConnection {
             .iter()
             .filter_map(|s| s.tcp.poll_timeout())
             .chain(self.fin_timer)
+            .chain(self.data_rto.get())
             .chain(self.sh.signals.poll_timeout())
             .chain(
                 self.subflows
@@ -2318,6 +2465,7 @@ impl MptcpConnection {
     ) -> Option<Transmit> {
         self.sh.now = now;
         self.arm_fin_timer(now);
+        self.arm_data_rto(now);
         for sub in &mut self.subflows {
             if !sub.tcp.wants_to_transmit() {
                 continue;
@@ -2773,6 +2921,23 @@ impl MptcpConnection {
                         // the stream: reset rather than deliver it.
                         let behind = sh.rx.next().distance_from(inf.dsn);
                         if behind < 0 {
+                            sh.counters.unmapped_data += 1;
+                            sh.reset = true;
+                            break;
+                        }
+                        let mut ends = sub
+                            .st
+                            .tx_maps
+                            .iter()
+                            .map(|m| (m.dsn, m.dsn + u64::from(m.len)));
+                        let in_order = ends.next().is_none_or(|first| {
+                            ends.try_fold(first.1, |end, (dsn, next)| (dsn == end).then_some(next))
+                                .is_some()
+                        });
+                        if !in_order {
+                            // Our direction goes on as plain TCP with what this subflow holds:
+                            // a data-level retransmission still in it would reach the peer as
+                            // stream bytes out of place. Reset rather than corrupt.
                             sh.counters.unmapped_data += 1;
                             sh.reset = true;
                             break;
