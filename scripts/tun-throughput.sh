@@ -174,6 +174,17 @@ fail() { # fail WHAT LOG...: report a failed transfer with its logs
 
 # Each measurement sets MBIT (and for ours CPU_S, user + system seconds); "" when it failed.
 
+# data_level_note LOG: what our JSON line says about data-level retransmission (the peer
+# acknowledged data on the subflow and then dropped it), or nothing when there was none.
+DATA_LEVEL_NOTES=()
+data_level_note() {
+    python3 -c 'import json,sys
+lines=[l for l in open(sys.argv[1]).read().splitlines() if l.strip().startswith("{")]
+c=json.loads(lines[-1]).get("counters", {}) if lines else {}
+if c.get("data_retransmits", 0) or c.get("data_rto_expiries", 0):
+    print("%d data-level timer expiries, %d data-level retransmissions" % (c.get("data_rto_expiries", 0), c.get("data_retransmits", 0)))' "$1" 2>/dev/null || true
+}
+
 # iperf3 from a client in CLIENT_NS to a server in SERVER_NS bound to SERVER_ADDR.
 kernel_iperf3() {
     local server_ns=$1 server_addr=$2 client_ns=$3 client_addr=$4 port=$5
@@ -272,6 +283,7 @@ ours_client_sends() {
     fi
     MBIT=$(json_get mbit_s <"$WORK/ours.log")
     CPU_S=$(cpu_of "$WORK/ours.cpu")
+    DATA_LEVEL=$(data_level_note "$WORK/ours.log")
 }
 
 # Ours, S->R: a kpeer client in S (PROTO as above) sends to our server on the TUN, which verifies.
@@ -382,8 +394,10 @@ measure() { # measure DIR REP
         kk=$MBIT
         kernel_kpeer "$NS_S" "$S_ADDR" "$NS_R" "$R_ADDR" 5203 262
         km=$MBIT
+        DATA_LEVEL=""
         ours_client_sends 5204 262
         om=$MBIT cpu=$CPU_S
+        [ -z "$DATA_LEVEL" ] || DATA_LEVEL_NOTES+=("R->S rep $rep, ours-mp: $DATA_LEVEL")
         ours_client_sends 5205 6
         ot=$MBIT
     else
@@ -444,6 +458,10 @@ for dir in "R->S" "S->R"; do
             if (kk >= 0.9 * ki) printf "# %s: kpeer.py reaches %.0f%% of iperf3: Python is not the bottleneck\n", d, 100 * kk / ki
             else printf "# %s: kpeer.py reaches only %.0f%% of iperf3: Python limits the kpeer columns\n", d, 100 * kk / ki }'
     fi
+done
+
+for note in "${DATA_LEVEL_NOTES[@]}"; do
+    echo "# $note (the kernel acknowledged data on the subflow and dropped it; see RFC-NOTES.md 3.3.6)"
 done
 
 if [ "$FAILURES" -gt 0 ]; then
