@@ -350,10 +350,12 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
 fi
 [ -x "$BIN" ] || die "no $BIN (build it, or unset NO_BUILD)"
 
+# Without ethtool the veths keep GSO/TSO on whatever OFFLOADS says: a table labelled "off"
+# would measure "on".
+command -v ethtool >/dev/null 2>&1 || die "no ethtool: OFFLOADS=$OFFLOADS cannot be set on the veths (apt-get install -y ethtool)"
 out=$(bash "$TOPOLOGY" up 2>&1) || die "topology up failed: $out"
 case "$out" in skipped:*) die "${out}" ;; esac
 if [ "$OFFLOADS" = on ]; then
-    command -v ethtool >/dev/null 2>&1 || die "OFFLOADS=on needs ethtool"
     for dev in r1 r2; do inr ethtool -K "$MPT_PREFIX-$dev" gso on tso on gro on 2>/dev/null || true; done
     for dev in s1 s2; do ins ethtool -K "$MPT_PREFIX-$dev" gso on tso on gro on 2>/dev/null || true; done
 fi
@@ -361,13 +363,9 @@ fi
 echo "# tun-throughput: $(date -u +%Y-%m-%dT%H:%M:%SZ), kernel $(uname -r), $(nproc) CPUs"
 echo "# stack: $("$BIN" --version 2>/dev/null) (release), git $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 echo "# bytes per transfer: $BYTES, repetitions: $REPS, path 1 rate: ${RATE1:-unlimited}"
-if command -v ethtool >/dev/null 2>&1; then
-    echo "# offloads (OFFLOADS=$OFFLOADS): $MPT_PREFIX-r1: $(offload_state "$NS_R" "$MPT_PREFIX-r1");" \
-        "$MPT_PREFIX-s1: $(offload_state "$NS_S" "$MPT_PREFIX-s1");" \
-        "TUN $MPT_TUN: $(offload_state "$NS_R" "$MPT_TUN")"
-else
-    echo "# offloads: unknown (no ethtool; topology.sh left GSO/TSO on)"
-fi
+echo "# offloads (OFFLOADS=$OFFLOADS): $MPT_PREFIX-r1: $(offload_state "$NS_R" "$MPT_PREFIX-r1");" \
+    "$MPT_PREFIX-s1: $(offload_state "$NS_S" "$MPT_PREFIX-s1");" \
+    "TUN $MPT_TUN: $(offload_state "$NS_R" "$MPT_TUN")"
 if [ "$HAVE_IPERF3" = 1 ]; then
     echo "# kernel baseline: iperf3 ($(iperf3 --version 2>/dev/null | head -n1)) and kpeer.py"
 else
