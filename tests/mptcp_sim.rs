@@ -567,3 +567,141 @@ fn data_the_receiver_drops_after_the_subflow_acknowledged_it_is_sent_again_at_th
     assert_eq!(a.counters().data_retransmits, 2);
     assert!(a.counters().reinjected_bytes >= b.counters().duplicate_data);
 }
+
+/// What B's segment says for the window probe test: (offset of the TCP header, window scale
+/// offered on a SYN, the low 32 bits of its DATA_ACK).
+fn window_fields(packet: &[u8]) -> Option<(usize, Option<u8>, Option<u32>)> {
+    const KIND_END: u8 = 0;
+    const KIND_NOP: u8 = 1;
+    const KIND_WSCALE: u8 = 3;
+    const KIND_MPTCP: u8 = 30;
+    const SUBTYPE_DSS: u8 = 2;
+    const FLAG_ACK: u8 = 0x01;
+    const FLAG_ACK8: u8 = 0x02;
+    let ip = usize::from(packet.first()? & 0x0f) * 4;
+    let header = usize::from(packet.get(ip + 12)? >> 4) * 4;
+    let (mut shift, mut ack) = (None, None);
+    let mut at = ip + 20;
+    while at < ip + header {
+        match *packet.get(at)? {
+            KIND_END => break,
+            KIND_NOP => at += 1,
+            kind => {
+                let len = usize::from(*packet.get(at + 1)?);
+                let opt = packet.get(at..at + len.max(2))?;
+                if kind == KIND_WSCALE && len == 3 {
+                    shift = Some(opt[2]);
+                }
+                if kind == KIND_MPTCP
+                    && len >= 4
+                    && opt[2] >> 4 == SUBTYPE_DSS
+                    && opt[3] & FLAG_ACK != 0
+                {
+                    let low = if opt[3] & FLAG_ACK8 != 0 { 8..12 } else { 4..8 };
+                    ack = Some(u32::from_be_bytes(opt.get(low)?.try_into().ok()?));
+                }
+                at += len.max(2);
+            }
+        }
+    }
+    Some((ip, shift, ack))
+}
+
+#[test]
+fn a_shut_data_level_window_is_probed_until_it_opens() {
+    // RFC 9293 section 3.8.6.1 at the data level. From 1 s to 2 s a middlebox makes B look
+    // like a kernel receiver whose buffer filled: its window closes on the right edge it had
+    // then (its DATA_ACK and window of then), so A fills it exactly and waits with everything
+    // acknowledged, nothing in flight, no subflow with data to probe with. After 2 s B's
+    // segments pass untouched, but B has nothing to say: only A's data-level window probe
+    // gets an ACK that shows the window open again.
+    const TOTAL: usize = 20_000_000;
+    let mut run = start(
+        EndpointConfig::seeded(0),
+        EndpointConfig::seeded(0),
+        (A, B),
+        link(50, 10),
+        link(50, 10),
+        seed_from_env(91),
+    );
+    let shut_from = Instant::from_secs(1);
+    let shut_until = Instant::from_secs(2);
+    let clock = std::rc::Rc::new(std::cell::Cell::new(Instant::from_millis(0)));
+    let seen = clock.clone();
+    let rewritten = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let counted = rewritten.clone();
+    let mut shift = 0u8;
+    let mut edge: Option<u32> = None;
+    run.h.set_middlebox(Box::new(move |side, buf, len| {
+        if side != Side::B {
+            return Some(len);
+        }
+        let Some((ip, offered, ack)) = window_fields(&buf[..len]) else {
+            return Some(len);
+        };
+        if let Some(k) = offered {
+            shift = k;
+        }
+        let now = seen.get();
+        if let (Some(ack), true) = (ack, now >= shut_from && now < shut_until) {
+            // The right edge freezes where B's window of then puts it (a window never
+            // shrinks), and the room left closes as the DATA_ACK reaches it.
+            let field = u16::from_be_bytes([buf[ip + 14], buf[ip + 15]]);
+            let e = *edge.get_or_insert(ack.wrapping_add(u32::from(field) << shift));
+            let room = e.wrapping_sub(ack);
+            let room = if room > (1 << 30) { 0 } else { room };
+            let field = u16::try_from(room >> shift).unwrap_or(u16::MAX);
+            buf[ip + 14..ip + 16].copy_from_slice(&field.to_be_bytes());
+            refill_tcp_checksum(&mut buf[..len]);
+            counted.set(counted.get() + 1);
+        }
+        Some(len)
+    }));
+    let ca = run.ca;
+    let mut cb = None;
+    let (mut sent, mut got) = (0usize, 0usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    let outcome = run.h.run_until(
+        |a, b, now| {
+            clock.set(now);
+            while let Some(ev) = b.poll_event() {
+                if let Event::Accepted(h) = ev {
+                    cb = Some(h);
+                }
+            }
+            while a.poll_event().is_some() {}
+            while sent < TOTAL {
+                let n = (TOTAL - sent).min(buf.len()).min(a.send_capacity(ca));
+                if n == 0 {
+                    break;
+                }
+                for (i, x) in buf[..n].iter_mut().enumerate() {
+                    *x = ((sent + i) % 251) as u8;
+                }
+                sent += a.send(ca, &buf[..n]).unwrap();
+            }
+            let Some(cb) = cb else { return false };
+            loop {
+                let n = b.recv(cb, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                let bad = buf[..n]
+                    .iter()
+                    .enumerate()
+                    .position(|(i, &x)| x != ((got + i) % 251) as u8);
+                assert!(bad.is_none(), "corrupt byte at {}", got + bad.unwrap());
+                got += n;
+            }
+            got == TOTAL
+        },
+        Instant::from_secs(60),
+    );
+    assert!(rewritten.get() > 0, "the middlebox shut no window");
+    assert!(
+        outcome.is_satisfied(),
+        "stalled at {got} of {TOTAL} ({outcome:?})"
+    );
+    let a = run.h.node_a().mptcp(ca).unwrap();
+    assert!(a.counters().window_probes >= 1, "{:?}", a.counters());
+}

@@ -24,6 +24,10 @@ fn pattern(offset: usize, len: usize) -> Vec<u8> {
 /// direction, parsed packet).
 type DropRule = Box<dyn FnMut(bool, usize, &IpSegment<'_>) -> bool>;
 
+/// A rewrite of the packets the wire carries (direction a->b?, the whole IP packet); the TCP
+/// checksum is refilled after it.
+type Rewrite = Box<dyn FnMut(bool, &mut [u8])>;
+
 struct Wire {
     a: Endpoint,
     b: Endpoint,
@@ -33,6 +37,7 @@ struct Wire {
     sent: [usize; 2],
     dropped: usize,
     drop: DropRule,
+    rewrite: Option<Rewrite>,
     log: Vec<String>,
 }
 
@@ -57,6 +62,7 @@ impl Wire {
             sent: [0, 0],
             dropped: 0,
             drop: Box::new(|_, _, _| false),
+            rewrite: None,
             log: Vec::new(),
         }
     }
@@ -69,7 +75,11 @@ impl Wire {
                 let Some(n) = node.poll_transmit(self.now, &mut buf) else {
                     break;
                 };
-                let pkt = buf[..n].to_vec();
+                let mut pkt = buf[..n].to_vec();
+                if let Some(rewrite) = self.rewrite.as_mut() {
+                    rewrite(a_to_b, &mut pkt);
+                    mptcp_stack::sim::refill_tcp_checksum(&mut pkt);
+                }
                 let i = &mut self.sent[usize::from(!a_to_b)];
                 let idx = *i;
                 *i += 1;
@@ -292,6 +302,69 @@ fn several_losses_in_one_window_are_repaired_with_sack_in_one_recovery() {
     assert_eq!(s.rto_expiries, 0, "{}", tail(&w.log));
     assert_eq!(s.fast_recoveries, 1);
     assert_eq!(s.bytes_retransmitted, 4 * 1448);
+}
+
+/// The first SACK block of a TCP segment in an IPv4 packet: the offset of its left edge.
+fn first_sack_block(packet: &[u8]) -> Option<usize> {
+    const KIND_END: u8 = 0;
+    const KIND_NOP: u8 = 1;
+    const KIND_SACK: u8 = 5;
+    let ip = usize::from(packet.first()? & 0x0f) * 4;
+    let header = usize::from(packet.get(ip + 12)? >> 4) * 4;
+    let mut at = ip + 20;
+    while at < ip + header {
+        match *packet.get(at)? {
+            KIND_END => return None,
+            KIND_NOP => at += 1,
+            kind => {
+                let len = usize::from(*packet.get(at + 1)?);
+                if kind == KIND_SACK && len >= 10 {
+                    return Some(at + 2);
+                }
+                at += len.max(2);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_receiver_that_reneges_on_a_sack_gets_the_data_again() {
+    // RFC 2018 section 8: SACK is advisory. Linux under memory pressure prunes out-of-order
+    // data it SACKed. Here A's 30th packet is lost, and B's first two ACKs that SACK the data
+    // after it also claim the lost segment (as if B had held it and then dropped it); from
+    // then on B's ACKs are honest. Merged, A's scoreboard holds everything from the hole on as
+    // SACKed; B's cumulative ACK stopping at a byte A holds as SACKed shows the reneging, and A
+    // sends the hole again (before this, it skipped it for good, its timer included).
+    let mut w = Wire::new(EndpointConfig::seeded(0));
+    let lost = std::rc::Rc::new(std::cell::Cell::new(None::<(u32, u32)>));
+    let seen = lost.clone();
+    w.drop = Box::new(move |a_to_b, i, seg| {
+        let drop = a_to_b && i == 30 && !seg.tcp.payload.is_empty();
+        if drop {
+            seen.set(Some((seg.tcp.seq.0, seg.tcp.payload.len() as u32)));
+        }
+        drop
+    });
+    let mut lies = 0;
+    w.rewrite = Some(Box::new(move |a_to_b, pkt| {
+        let (Some((seq, len)), false) = (lost.get(), a_to_b) else {
+            return;
+        };
+        let Some(at) = first_sack_block(pkt) else {
+            return;
+        };
+        let left = u32::from_be_bytes(pkt[at..at + 4].try_into().unwrap());
+        if lies < 2 && left == seq.wrapping_add(len) {
+            pkt[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+            lies += 1;
+        }
+    }));
+    let (ca, _) = transfer(&mut w, 2_000_000, Duration::from_secs(60));
+    let s = *w.a.connection(ca).unwrap().stats();
+    assert_eq!(w.dropped, 1);
+    assert!(s.sack_reneging >= 1, "{s:?}");
+    assert!(s.bytes_retransmitted >= 1448, "{s:?}");
 }
 
 #[test]

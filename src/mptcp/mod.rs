@@ -211,6 +211,10 @@ pub struct Counters {
     pub data_retransmits: u64,
     /// Data-level retransmission timer expiries that sent data again.
     pub data_rto_expiries: u64,
+    /// Data-level zero-window probes: the peer's connection-level window was shut with data
+    /// waiting and nothing in flight on any subflow, so no ACK would have come to reopen it
+    /// (Linux's `MPTcpExtWinProbe` on its side).
+    pub window_probes: u64,
     /// Received mappings not remembered because a subflow already held the most allowed.
     pub rx_maps_dropped: u64,
     /// Times a subflow took its own copy of data it was sending from the connection's buffer
@@ -1463,6 +1467,9 @@ pub struct MptcpConnection {
     /// Data-level recovery: the timer fired with `snd_nxt` here; until the DATA_ACK passes
     /// it, each partial DATA_ACK sends the next hole at once.
     data_recover: Option<Dsn>,
+    /// The data-level persist timer (see [`MptcpConnection::arm_window_probe`]).
+    window_probe: Deadline,
+    window_probe_backoff: u8,
     scheduler: Box<dyn Scheduler>,
     /// Opportunistic retransmission has sent everything below this DSN again already.
     opportunistic_upto: Option<Dsn>,
@@ -1528,6 +1535,8 @@ impl MptcpConnection {
             data_rto_backoff: 0,
             data_rto_una: Dsn(0),
             data_recover: None,
+            window_probe: Deadline::default(),
+            window_probe_backoff: 0,
             scheduler: cfg.scheduler.build(),
             opportunistic_upto: None,
             joins_accepted: 0,
@@ -2140,6 +2149,7 @@ impl MptcpConnection {
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
         self.arm_data_rto(now);
+        self.arm_window_probe(now);
         self.kick_signals();
     }
 
@@ -2277,6 +2287,15 @@ impl MptcpConnection {
                 self.sh.counters.data_rto_expiries += 1;
             }
         }
+        if self.window_probe.expired(now) {
+            self.window_probe.clear();
+            if let Some(s) = best_active(&mut self.subflows) {
+                s.tcp.probe_window();
+                self.sh.counters.window_probes += 1;
+                self.window_probe_backoff =
+                    (self.window_probe_backoff + 1).min(MAX_DATA_RTO_BACKOFF);
+            }
+        }
         if self.fin_timer.is_some_and(|t| t <= now) {
             // Send the DATA_FIN again on an ACK, backing off like an RTO.
             self.fin_timer = None;
@@ -2289,6 +2308,7 @@ impl MptcpConnection {
         self.maybe_close_subflows();
         self.arm_fin_timer(now);
         self.arm_data_rto(now);
+        self.arm_window_probe(now);
         self.kick_signals();
     }
 
@@ -2336,6 +2356,16 @@ impl MptcpConnection {
         let una = sh.snd_una;
         let covers =
             |dsn: Dsn, len: u64| una.distance_from(dsn) >= 0 && (dsn + len).distance_from(una) > 0;
+        // A peer whose subflow windows are all shut holds what it acknowledged and has not
+        // passed on yet (its application is not reading): nothing is lost, and the window
+        // probe, not a retransmission, is what reopens the transfer.
+        let open = self
+            .subflows
+            .iter()
+            .any(|s| usable(s) && !s.st.stale && s.tcp.peer_window() > 0);
+        if !open {
+            return false;
+        }
         let held = self.subflows.iter().any(|s| {
             !s.st.stale
                 && s.tcp.state() != State::Closed
@@ -2383,6 +2413,39 @@ impl MptcpConnection {
         }
     }
 
+    /// RFC 9293 section 3.8.6.1 at the data level: a sender must keep probing a shut window,
+    /// as the window update that reopens it may be lost (or, from a receiver short of memory,
+    /// never come). While data waits for the peer's connection-level window and no subflow
+    /// has anything in flight (so no ACK is coming), the best subflow sends a window probe
+    /// after the RTO, backing off like it, at most [`MAX_DATA_RTO`].
+    fn arm_window_probe(&mut self, now: Instant) {
+        let sh = &self.sh;
+        let shut = sh.mode == Mode::Mptcp
+            && sh.unmapped() > 0
+            && sh.wnd_end.is_some_and(|e| e.distance_from(sh.snd_nxt) <= 0)
+            && self
+                .subflows
+                .iter()
+                .filter(|s| s.tcp.state() != State::Closed)
+                .all(|s| s.tcp.send_queue() == 0);
+        if !shut {
+            self.window_probe.clear();
+            self.window_probe_backoff = 0;
+            return;
+        }
+        if !self.window_probe.is_set() {
+            let rto = self
+                .subflows
+                .iter()
+                .filter(|s| usable(s) && !s.st.stale)
+                .map(|s| s.tcp.rto())
+                .min()
+                .unwrap_or_else(|| self.subflows[0].tcp.rto());
+            let wait = (rto * (1u32 << self.window_probe_backoff)).min(MAX_DATA_RTO);
+            self.window_probe.set(now + wait);
+        }
+    }
+
     fn arm_fin_timer(&mut self, now: Instant) {
         let pending = self.sh.mode == Mode::Mptcp
             && self.sh.data_fin_dsn().is_some()
@@ -2419,6 +2482,7 @@ impl MptcpConnection {
             .filter_map(|s| s.tcp.poll_timeout())
             .chain(self.fin_timer)
             .chain(self.data_rto.get())
+            .chain(self.window_probe.get())
             .chain(self.sh.signals.poll_timeout())
             .chain(
                 self.subflows
@@ -2466,6 +2530,7 @@ impl MptcpConnection {
         self.sh.now = now;
         self.arm_fin_timer(now);
         self.arm_data_rto(now);
+        self.arm_window_probe(now);
         for sub in &mut self.subflows {
             if !sub.tcp.wants_to_transmit() {
                 continue;

@@ -180,6 +180,9 @@ pub struct Stats {
     /// Retransmissions of the first hole found lost (segments sent after them were SACKed)
     /// and sent again without waiting for the retransmission timer.
     pub lost_retransmits: u64,
+    /// Times the peer reneged on its SACKs (its cumulative ACK stopped at a byte it had
+    /// SACKed): the scoreboard was forgotten and the data went again from `snd_una`.
+    pub sack_reneging: u64,
 }
 
 /// What the MPTCP layer sees of an outgoing segment.
@@ -942,6 +945,15 @@ impl Connection {
         }
     }
 
+    /// Send a window probe (a segment with an old sequence number, which the peer answers
+    /// with an ACK and its current window): for MPTCP's data-level persist timer, when the
+    /// connection-level window is shut and this subflow has nothing of its own to send.
+    pub fn probe_window(&mut self) {
+        if self.state.is_synchronized() {
+            self.probe_now = true;
+        }
+    }
+
     /// The sequence number the next byte given to [`Connection::send`] will get.
     pub fn next_send_seq(&self) -> TcpSeq {
         self.tx_base() + self.tx.len() as u32
@@ -1260,6 +1272,7 @@ impl Connection {
             newly_sacked = self.update_scoreboard(seg.options.sack);
             self.detect_lost_retransmissions(now, ack);
         }
+        self.check_sack_reneging(ack);
         let in_flight_before = self.pipe();
         if advanced {
             // RFC 7323 section 4.1: only an ACK that advances SND.UNA gives an RTT sample.
@@ -1459,6 +1472,35 @@ impl Connection {
             in_flight,
             rtt: rtt.or(self.ts_rtt.get()),
             srtt: self.rtt.srtt().unwrap_or(self.cfg.initial_rto),
+        }
+    }
+
+    /// RFC 2018 section 8: SACKs are advisory, and a receiver short of memory may discard data
+    /// it SACKed (Linux prunes its out-of-order queue). A cumulative ACK that stops at a byte
+    /// the scoreboard holds as SACKed says it did: the receiver would have acknowledged past
+    /// it otherwise (Linux's sender reasons the same way). The scoreboard is forgotten and
+    /// retransmission starts again at `snd_una`; kept, it would skip the hole for good, the
+    /// timer's retransmissions included.
+    fn check_sack_reneging(&mut self, ack: TcpSeq) {
+        let una = self.snd_una;
+        if ack != una {
+            return;
+        }
+        let Some(loss) = self.loss.get_if_mut() else {
+            return;
+        };
+        if !loss.sacked.first().is_some_and(|&(s, _)| s == una) {
+            return;
+        }
+        loss.sacked.clear();
+        loss.rxt_marks.clear();
+        loss.rerxt = None;
+        self.stats.sack_reneging += 1;
+        if self.in_recovery {
+            // The head is lost for sure: it goes at once.
+            self.high_rxt = una;
+            self.lost_end = self.lost_end.max_seq(una + 1);
+            self.rexmit_credit = true;
         }
     }
 
