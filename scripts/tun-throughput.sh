@@ -174,8 +174,9 @@ fail() { # fail WHAT LOG...: report a failed transfer with its logs
 
 # Each measurement sets MBIT (and for ours CPU_S, user + system seconds); "" when it failed.
 
-# data_level_note LOG: what our JSON line says about data-level retransmission (the peer
-# acknowledged data on the subflow and then dropped it), or nothing when there was none.
+# data_level_note LOG: what our JSON line says about data-level retransmission (data the peer
+# acknowledged on the subflow and not at the data level for an RTO: most likely dropped by it),
+# or nothing when there was none.
 DATA_LEVEL_NOTES=()
 data_level_note() {
     python3 -c 'import json,sys
@@ -459,7 +460,7 @@ for dir in "R->S" "S->R"; do
 done
 
 for note in "${DATA_LEVEL_NOTES[@]}"; do
-    echo "# $note (the kernel acknowledged data on the subflow and dropped it; see RFC-NOTES.md 3.3.6)"
+    echo "# $note (data acknowledged on the subflow but not at the data level for an RTO; see RFC-NOTES.md 3.3.6)"
 done
 
 if [ "$FAILURES" -gt 0 ]; then
