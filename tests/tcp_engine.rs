@@ -331,40 +331,48 @@ fn first_sack_block(packet: &[u8]) -> Option<usize> {
 #[test]
 fn a_receiver_that_reneges_on_a_sack_gets_the_data_again() {
     // RFC 2018 section 8: SACK is advisory. Linux under memory pressure prunes out-of-order
-    // data it SACKed. Here A's 30th packet is lost, and B's first two ACKs that SACK the data
-    // after it also claim the lost segment (as if B had held it and then dropped it); from
-    // then on B's ACKs are honest. Merged, A's scoreboard holds everything from the hole on as
-    // SACKed; B's cumulative ACK stopping at a byte A holds as SACKed shows the reneging, and A
-    // sends the hole again (before this, it skipped it for good, its timer included).
-    let mut w = Wire::new(EndpointConfig::seeded(0));
-    let lost = std::rc::Rc::new(std::cell::Cell::new(None::<(u32, u32)>));
-    let seen = lost.clone();
-    w.drop = Box::new(move |a_to_b, i, seg| {
-        let drop = a_to_b && i == 30 && !seg.tcp.payload.is_empty();
-        if drop {
-            seen.set(Some((seg.tcp.seq.0, seg.tcp.payload.len() as u32)));
-        }
-        drop
-    });
-    let mut lies = 0;
-    w.rewrite = Some(Box::new(move |a_to_b, pkt| {
-        let (Some((seq, len)), false) = (lost.get(), a_to_b) else {
-            return;
-        };
-        let Some(at) = first_sack_block(pkt) else {
-            return;
-        };
-        let left = u32::from_be_bytes(pkt[at..at + 4].try_into().unwrap());
-        if lies < 2 && left == seq.wrapping_add(len) {
-            pkt[at..at + 4].copy_from_slice(&seq.to_be_bytes());
-            lies += 1;
-        }
-    }));
-    let (ca, _) = transfer(&mut w, 2_000_000, Duration::from_secs(60));
-    let s = *w.a.connection(ca).unwrap().stats();
-    assert_eq!(w.dropped, 1);
-    assert!(s.sack_reneging >= 1, "{s:?}");
-    assert!(s.bytes_retransmitted >= 1448, "{s:?}");
+    // data it SACKed. Here A's packet 30 (and, in the second case, 31 too) is lost, and B's
+    // first two ACKs that SACK the data after the last lost one also claim that one (as if B
+    // had held it and then dropped it); from then on B's ACKs are honest. Merged, A's
+    // scoreboard holds the claimed segment and everything after it as SACKed. In the first
+    // case B's cumulative ACK stays at the claimed byte; in the second it moves onto it once
+    // packet 30 is repaired. Either way A must send the claimed segment again (before this,
+    // it skipped it for good, its timer included).
+    for lost_packets in [vec![30usize], vec![30, 31]] {
+        let mut w = Wire::new(EndpointConfig::seeded(0));
+        let claimed = std::rc::Rc::new(std::cell::Cell::new(None::<(u32, u32)>));
+        let seen = claimed.clone();
+        let lost = lost_packets.clone();
+        w.drop = Box::new(move |a_to_b, i, seg| {
+            let drop = a_to_b && lost.contains(&i) && !seg.tcp.payload.is_empty();
+            if drop && Some(&i) == lost.last() {
+                seen.set(Some((seg.tcp.seq.0, seg.tcp.payload.len() as u32)));
+            }
+            drop
+        });
+        let mut lies = 0;
+        w.rewrite = Some(Box::new(move |a_to_b, pkt| {
+            let (Some((seq, len)), false) = (claimed.get(), a_to_b) else {
+                return;
+            };
+            let Some(at) = first_sack_block(pkt) else {
+                return;
+            };
+            let left = u32::from_be_bytes(pkt[at..at + 4].try_into().unwrap());
+            if lies < 2 && left == seq.wrapping_add(len) {
+                pkt[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+                lies += 1;
+            }
+        }));
+        let (ca, _) = transfer(&mut w, 2_000_000, Duration::from_secs(60));
+        let s = *w.a.connection(ca).unwrap().stats();
+        assert_eq!(w.dropped, lost_packets.len());
+        assert!(s.sack_reneging >= 1, "{lost_packets:?}: {s:?}");
+        assert!(
+            s.bytes_retransmitted >= 1448 * lost_packets.len() as u64,
+            "{s:?}"
+        );
+    }
 }
 
 #[test]

@@ -1410,9 +1410,6 @@ pub const MAX_DATA_RTO: smoltcp::time::Duration = smoltcp::time::Duration::from_
 /// Doublings of the data-level retransmission timer (2^6 times the subflow RTO at most).
 const MAX_DATA_RTO_BACKOFF: u8 = 6;
 
-/// Bytes mapped again by one data-level retransmission: one full mapping.
-const DATA_RETRANSMIT_CHUNK: usize = 64 * 1024;
-
 /// Copies of the MP_JOIN third ACK sent without an answer before the join is given up.
 pub const JOIN_ACK_RETRIES: u32 = 6;
 
@@ -1467,6 +1464,8 @@ pub struct MptcpConnection {
     /// Data-level recovery: the timer fired with `snd_nxt` here; until the DATA_ACK passes
     /// it, each partial DATA_ACK sends the next hole at once.
     data_recover: Option<Dsn>,
+    /// The end of the latest range the data-level timer sent again.
+    data_rtx_end: Dsn,
     /// The data-level persist timer (see [`MptcpConnection::arm_window_probe`]).
     window_probe: Deadline,
     window_probe_backoff: u8,
@@ -1535,6 +1534,7 @@ impl MptcpConnection {
             data_rto_backoff: 0,
             data_rto_una: Dsn(0),
             data_recover: None,
+            data_rtx_end: Dsn(0),
             window_probe: Deadline::default(),
             window_probe_backoff: 0,
             scheduler: cfg.scheduler.build(),
@@ -2281,9 +2281,12 @@ impl MptcpConnection {
         }
         if self.data_rto.expired(now) {
             self.data_rto.clear();
+            // Backing off whether or not it sent anything: an expiry that finds the data held
+            // by a subflow, or the peer not acknowledging at the data level, waits longer next
+            // time instead of waking the connection every RTO.
+            self.data_rto_backoff = (self.data_rto_backoff + 1).min(MAX_DATA_RTO_BACKOFF);
             if self.data_outstanding() && self.queue_data_retransmission() {
                 self.data_recover = Some(self.sh.snd_nxt);
-                self.data_rto_backoff = (self.data_rto_backoff + 1).min(MAX_DATA_RTO_BACKOFF);
                 self.sh.counters.data_rto_expiries += 1;
             }
         }
@@ -2331,7 +2334,9 @@ impl MptcpConnection {
         if let Some(point) = self.data_recover {
             if self.sh.snd_una.distance_from(point) >= 0 {
                 self.data_recover = None;
-            } else {
+            } else if self.sh.snd_una.distance_from(self.data_rtx_end) >= 0 {
+                // Past the last range sent again (partial DATA_ACKs inside it say nothing new,
+                // and the check scans every subflow's mappings).
                 self.queue_data_retransmission();
             }
         }
@@ -2371,23 +2376,26 @@ impl MptcpConnection {
                 && s.tcp.state() != State::Closed
                 && s.st.tx_maps.iter().any(|m| covers(m.dsn, u64::from(m.len)))
         }) || sh.reinject.iter().any(|&(d, l)| covers(d, l));
+        // One mapping's worth (a 64 KiB chunk would be cut into a mapping and a 2-byte runt).
         let len = sh
             .snd_nxt
             .distance_from(una)
-            .clamp(0, DATA_RETRANSMIT_CHUNK as i64) as u64;
+            .clamp(0, self.max_mapping as i64) as u64;
         if held || len == 0 {
             return false;
         }
         sh.reinject.push_front((una, len));
         sh.counters.data_retransmits += 1;
+        self.data_rtx_end = una + len;
         true
     }
 
-    /// Run the data-level retransmission timer while data is outstanding: the RTO of the best
-    /// working subflow, doubled on each expiry that sent data again, at most
+    /// Run the data-level retransmission timer while data is outstanding and some subflow
+    /// is open: the RTO of the best working subflow, doubled on each expiry, at most
     /// [`MAX_DATA_RTO`].
     fn arm_data_rto(&mut self, now: Instant) {
-        if !self.data_outstanding() {
+        let live = !self.sh.reset && self.subflows.iter().any(|s| s.tcp.state() != State::Closed);
+        if !self.data_outstanding() || !live {
             self.data_rto.clear();
             self.data_recover = None;
             self.data_rto_backoff = 0;
@@ -2420,14 +2428,18 @@ impl MptcpConnection {
     /// after the RTO, backing off like it, at most [`MAX_DATA_RTO`].
     fn arm_window_probe(&mut self, now: Instant) {
         let sh = &self.sh;
+        // Waiting for the window: data to map and the data-level window used up, or data
+        // outstanding behind subflow windows that are all shut (the peer may have dropped it
+        // and shut its window: the retransmission waits for the window, and this probes it).
+        let working = || self.subflows.iter().filter(|s| usable(s) && !s.st.stale);
+        let waiting = (sh.unmapped() > 0
+            && sh.wnd_end.is_some_and(|e| e.distance_from(sh.snd_nxt) <= 0))
+            || (self.data_outstanding() && working().all(|s| s.tcp.peer_window() == 0));
         let shut = sh.mode == Mode::Mptcp
-            && sh.unmapped() > 0
-            && sh.wnd_end.is_some_and(|e| e.distance_from(sh.snd_nxt) <= 0)
-            && self
-                .subflows
-                .iter()
-                .filter(|s| s.tcp.state() != State::Closed)
-                .all(|s| s.tcp.send_queue() == 0);
+            && !sh.reset
+            && waiting
+            && working().next().is_some()
+            && working().all(|s| s.tcp.send_queue() == 0);
         if !shut {
             self.window_probe.clear();
             self.window_probe_backoff = 0;
@@ -2999,10 +3011,11 @@ impl MptcpConnection {
                             ends.try_fold(first.1, |end, (dsn, next)| (dsn == end).then_some(next))
                                 .is_some()
                         });
-                        if !in_order {
+                        if !in_order || !sh.reinject.is_empty() {
                             // Our direction goes on as plain TCP with what this subflow holds:
-                            // a data-level retransmission still in it would reach the peer as
-                            // stream bytes out of place. Reset rather than corrupt.
+                            // a data-level retransmission still in it (or still waiting to be
+                            // mapped) would reach the peer as stream bytes out of place, or
+                            // leave a hole. Reset rather than corrupt.
                             sh.counters.unmapped_data += 1;
                             sh.reset = true;
                             break;

@@ -180,7 +180,7 @@ pub struct Stats {
     /// Retransmissions of the first hole found lost (segments sent after them were SACKed)
     /// and sent again without waiting for the retransmission timer.
     pub lost_retransmits: u64,
-    /// Times the peer reneged on its SACKs (its cumulative ACK stopped at a byte it had
+    /// Timeouts that found the peer had reneged on its SACKs (the byte at `snd_una` was
     /// SACKed): the scoreboard was forgotten and the data went again from `snd_una`.
     pub sack_reneging: u64,
 }
@@ -1272,7 +1272,6 @@ impl Connection {
             newly_sacked = self.update_scoreboard(seg.options.sack);
             self.detect_lost_retransmissions(now, ack);
         }
-        self.check_sack_reneging(ack);
         let in_flight_before = self.pipe();
         if advanced {
             // RFC 7323 section 4.1: only an ACK that advances SND.UNA gives an RTT sample.
@@ -1298,6 +1297,9 @@ impl Connection {
             if self.in_recovery {
                 self.update_lost_end();
             }
+        }
+        if ack == self.snd_una {
+            self.check_sack_reneging(now);
         }
     }
 
@@ -1475,32 +1477,29 @@ impl Connection {
         }
     }
 
-    /// RFC 2018 section 8: SACKs are advisory, and a receiver short of memory may discard data
-    /// it SACKed (Linux prunes its out-of-order queue). A cumulative ACK that stops at a byte
-    /// the scoreboard holds as SACKed says it did: the receiver would have acknowledged past
-    /// it otherwise (Linux's sender reasons the same way). The scoreboard is forgotten and
-    /// retransmission starts again at `snd_una`; kept, it would skip the hole for good, the
-    /// timer's retransmissions included.
-    fn check_sack_reneging(&mut self, ack: TcpSeq) {
-        let una = self.snd_una;
-        if ack != una {
+    /// Whether the scoreboard holds the byte at `snd_una` as SACKed. The peer would have
+    /// acknowledged past it had it kept it: it reneged (RFC 2018 section 8; Linux prunes its
+    /// out-of-order queue when short of memory).
+    fn left_edge_sacked(&self) -> bool {
+        self.loss
+            .get()
+            .sacked
+            .first()
+            .is_some_and(|&(s, _)| s == self.snd_una)
+    }
+
+    /// After an ACK: a reneged left edge would be skipped by every retransmission, the
+    /// timer's included. As Linux's `tcp_check_sack_reneging` does, give the peer a moment
+    /// (half an RTT, at least 10 ms) to send ACKs that set the scoreboard right, by bringing
+    /// the retransmission timer forward; [`Connection::on_rto`] then forgets the scoreboard.
+    fn check_sack_reneging(&mut self, now: Instant) {
+        if !self.left_edge_sacked() {
             return;
         }
-        let Some(loss) = self.loss.get_if_mut() else {
-            return;
-        };
-        if !loss.sacked.first().is_some_and(|&(s, _)| s == una) {
-            return;
-        }
-        loss.sacked.clear();
-        loss.rxt_marks.clear();
-        loss.rerxt = None;
-        self.stats.sack_reneging += 1;
-        if self.in_recovery {
-            // The head is lost for sure: it goes at once.
-            self.high_rxt = una;
-            self.lost_end = self.lost_end.max_seq(una + 1);
-            self.rexmit_credit = true;
+        let half_rtt = self.rtt.srtt().map_or(Duration::ZERO, |d| d / 2);
+        let at = now + half_rtt.max(RENEGING_GRACE);
+        if self.rto_at.get().is_none_or(|t| t > at) {
+            self.rto_at.set(at);
         }
     }
 
@@ -1841,6 +1840,9 @@ impl Connection {
 }
 
 /// Keepalive probe interval and count after the idle time (Linux: 75 s, 9 probes).
+/// The least time a peer that seems to have reneged on its SACKs gets to set them right.
+const RENEGING_GRACE: Duration = Duration::from_millis(10);
+
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(75);
 const KEEPALIVE_PROBES: u32 = 9;
 
@@ -1932,6 +1934,16 @@ impl Connection {
             _ => {
                 if self.snd_una == self.snd_max {
                     return;
+                }
+                if self.left_edge_sacked() {
+                    // RFC 2018 section 8: the segment at the left edge goes again after a
+                    // timeout, SACKed or not; the peer reneged, so none of its SACKs stand.
+                    if let Some(loss) = self.loss.get_if_mut() {
+                        loss.sacked.clear();
+                        loss.rxt_marks.clear();
+                        loss.rerxt = None;
+                    }
+                    self.stats.sack_reneging += 1;
                 }
                 if self.retries > self.cfg.data_retries {
                     self.enter_closed(Some(ConnError::TimedOut));
