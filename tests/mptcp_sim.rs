@@ -55,6 +55,18 @@ fn start(
 
 /// Move `total` bytes A -> B (and B -> A if `both_ways`), checking each byte; both sides close.
 fn transfer(run: &mut Run, total: usize, both_ways: bool, limit: Duration) {
+    transfer_ticking(run, total, both_ways, limit, |_| {});
+}
+
+/// [`transfer`], telling `tick` the simulated time on every round (for a middlebox that acts
+/// by time).
+fn transfer_ticking(
+    run: &mut Run,
+    total: usize,
+    both_ways: bool,
+    limit: Duration,
+    mut tick: impl FnMut(Instant),
+) {
     let ca = run.ca;
     let mut cb = run.cb;
     let mut sent = [0usize; 2];
@@ -63,7 +75,8 @@ fn transfer(run: &mut Run, total: usize, both_ways: bool, limit: Duration) {
     let mut buf = vec![0u8; 64 * 1024];
     let deadline = run.h.now() + limit;
     let outcome = run.h.run_until(
-        |a, b, _| {
+        |a, b, now| {
+            tick(now);
             while let Some(ev) = b.poll_event() {
                 if let Event::Accepted(h) = ev {
                     cb = Some(h);
@@ -451,49 +464,78 @@ fn a_client_that_sends_nothing_and_closes_reaches_a_silent_server() {
     assert!(outcome.is_satisfied(), "{outcome:?}");
 }
 
-/// The DSS option of a segment (A -> B, IPv4): the offset of its 8-byte DSN within the packet,
+const KIND_WSCALE: u8 = 3;
+const KIND_MPTCP: u8 = 30;
+const SUBTYPE_DSS: u8 = 2;
+const DSS_FLAG_ACK: u8 = 0x01;
+const DSS_FLAG_ACK8: u8 = 0x02;
+const DSS_FLAG_MAP: u8 = 0x04;
+const DSS_FLAG_DSN8: u8 = 0x08;
+
+/// The TCP options of an IPv4 packet: each one's offset in the packet and its bytes (kind,
+/// length, value); stops at the end-of-list option or at a malformed one.
+fn tcp_options(packet: &[u8]) -> Vec<(usize, &[u8])> {
+    const KIND_END: u8 = 0;
+    const KIND_NOP: u8 = 1;
+    let mut out = Vec::new();
+    let Some(ip) = packet.first().map(|b| usize::from(b & 0x0f) * 4) else {
+        return out;
+    };
+    let Some(header) = packet.get(ip + 12).map(|b| usize::from(b >> 4) * 4) else {
+        return out;
+    };
+    let mut at = ip + 20;
+    while at < ip + header {
+        match packet.get(at) {
+            None | Some(&KIND_END) => break,
+            Some(&KIND_NOP) => at += 1,
+            Some(_) => {
+                let len = packet.get(at + 1).map_or(0, |&l| usize::from(l));
+                let Some(opt) = packet.get(at..at + len).filter(|_| len >= 2) else {
+                    break;
+                };
+                out.push((at, opt));
+                at += len;
+            }
+        }
+    }
+    out
+}
+
+/// The DSS option of a DSS with a DATA_ACK: the range of the DATA_ACK's low 32 bits.
+fn data_ack_low(opt: &[u8]) -> Option<std::ops::Range<usize>> {
+    (opt.len() >= 4
+        && opt[0] == KIND_MPTCP
+        && opt[2] >> 4 == SUBTYPE_DSS
+        && opt[3] & DSS_FLAG_ACK != 0)
+        .then(|| {
+            if opt[3] & DSS_FLAG_ACK8 != 0 {
+                8..12
+            } else {
+                4..8
+            }
+        })
+}
+
+/// The DSS mapping of a segment (A -> B, IPv4): the offset of its 8-byte DSN within the packet,
 /// the DSN, the TCP sequence number and the payload length; `None` without a mapping.
 fn dss_mapping(packet: &[u8]) -> Option<(usize, u64, u32, usize)> {
-    const KIND_MPTCP: u8 = 30;
-    const SUBTYPE_DSS: u8 = 2;
-    const FLAG_ACK: u8 = 0x01;
-    const FLAG_ACK8: u8 = 0x02;
-    const FLAG_MAP: u8 = 0x04;
-    const FLAG_DSN8: u8 = 0x08;
     let ip = usize::from(packet.first()? & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
     let tcp = packet.get(ip..total)?;
     let header = usize::from(tcp.get(12)? >> 4) * 4;
     let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
     let payload = tcp.len().checked_sub(header)?;
-    let mut at = 20;
-    while at < header {
-        match tcp[at] {
-            0 => return None,
-            1 => at += 1,
-            kind => {
-                let len = usize::from(*tcp.get(at + 1)?);
-                if len < 2 {
-                    return None;
-                }
-                let opt = tcp.get(at..at + len)?;
-                if kind == KIND_MPTCP && opt.len() >= 4 && opt[2] >> 4 == SUBTYPE_DSS {
-                    let flags = opt[3];
-                    if flags & FLAG_MAP == 0 || flags & FLAG_DSN8 == 0 {
-                        return None;
-                    }
-                    let mut dsn_at = 4;
-                    if flags & FLAG_ACK != 0 {
-                        dsn_at += if flags & FLAG_ACK8 != 0 { 8 } else { 4 };
-                    }
-                    let dsn = u64::from_be_bytes(opt.get(dsn_at..dsn_at + 8)?.try_into().ok()?);
-                    return Some((ip + at + dsn_at, dsn, seq, payload));
-                }
-                at += len;
-            }
-        }
+    let (at, opt) = tcp_options(packet)
+        .into_iter()
+        .find(|(_, o)| o.len() >= 4 && o[0] == KIND_MPTCP && o[2] >> 4 == SUBTYPE_DSS)?;
+    let flags = opt[3];
+    if flags & DSS_FLAG_MAP == 0 || flags & DSS_FLAG_DSN8 == 0 {
+        return None;
     }
-    None
+    let dsn_at = data_ack_low(opt).map_or(4, |low| low.end);
+    let dsn = u64::from_be_bytes(opt.get(dsn_at..dsn_at + 8)?.try_into().ok()?);
+    Some((at + dsn_at, dsn, seq, payload))
 }
 
 #[test]
@@ -571,37 +613,14 @@ fn data_the_receiver_drops_after_the_subflow_acknowledged_it_is_sent_again_at_th
 /// What B's segment says for the window probe test: (offset of the TCP header, window scale
 /// offered on a SYN, the low 32 bits of its DATA_ACK).
 fn window_fields(packet: &[u8]) -> Option<(usize, Option<u8>, Option<u32>)> {
-    const KIND_END: u8 = 0;
-    const KIND_NOP: u8 = 1;
-    const KIND_WSCALE: u8 = 3;
-    const KIND_MPTCP: u8 = 30;
-    const SUBTYPE_DSS: u8 = 2;
-    const FLAG_ACK: u8 = 0x01;
-    const FLAG_ACK8: u8 = 0x02;
     let ip = usize::from(packet.first()? & 0x0f) * 4;
-    let header = usize::from(packet.get(ip + 12)? >> 4) * 4;
     let (mut shift, mut ack) = (None, None);
-    let mut at = ip + 20;
-    while at < ip + header {
-        match *packet.get(at)? {
-            KIND_END => break,
-            KIND_NOP => at += 1,
-            kind => {
-                let len = usize::from(*packet.get(at + 1)?);
-                let opt = packet.get(at..at + len.max(2))?;
-                if kind == KIND_WSCALE && len == 3 {
-                    shift = Some(opt[2]);
-                }
-                if kind == KIND_MPTCP
-                    && len >= 4
-                    && opt[2] >> 4 == SUBTYPE_DSS
-                    && opt[3] & FLAG_ACK != 0
-                {
-                    let low = if opt[3] & FLAG_ACK8 != 0 { 8..12 } else { 4..8 };
-                    ack = Some(u32::from_be_bytes(opt.get(low)?.try_into().ok()?));
-                }
-                at += len.max(2);
-            }
+    for (_, opt) in tcp_options(packet) {
+        if opt[0] == KIND_WSCALE && opt.len() == 3 {
+            shift = Some(opt[2]);
+        }
+        if let Some(low) = data_ack_low(opt) {
+            ack = Some(u32::from_be_bytes(opt.get(low)?.try_into().ok()?));
         }
     }
     Some((ip, shift, ack))
@@ -657,51 +676,11 @@ fn a_shut_data_level_window_is_probed_until_it_opens() {
         }
         Some(len)
     }));
-    let ca = run.ca;
-    let mut cb = None;
-    let (mut sent, mut got) = (0usize, 0usize);
-    let mut buf = vec![0u8; 64 * 1024];
-    let outcome = run.h.run_until(
-        |a, b, now| {
-            clock.set(now);
-            while let Some(ev) = b.poll_event() {
-                if let Event::Accepted(h) = ev {
-                    cb = Some(h);
-                }
-            }
-            while a.poll_event().is_some() {}
-            while sent < TOTAL {
-                let n = (TOTAL - sent).min(buf.len()).min(a.send_capacity(ca));
-                if n == 0 {
-                    break;
-                }
-                for (i, x) in buf[..n].iter_mut().enumerate() {
-                    *x = ((sent + i) % 251) as u8;
-                }
-                sent += a.send(ca, &buf[..n]).unwrap();
-            }
-            let Some(cb) = cb else { return false };
-            loop {
-                let n = b.recv(cb, &mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                let bad = buf[..n]
-                    .iter()
-                    .enumerate()
-                    .position(|(i, &x)| x != ((got + i) % 251) as u8);
-                assert!(bad.is_none(), "corrupt byte at {}", got + bad.unwrap());
-                got += n;
-            }
-            got == TOTAL
-        },
-        Instant::from_secs(60),
-    );
+    transfer_ticking(&mut run, TOTAL, false, Duration::from_secs(60), |now| {
+        clock.set(now)
+    });
+    // `transfer_ticking` asserts that every byte arrived, in order, and both sides closed.
     assert!(rewritten.get() > 0, "the middlebox shut no window");
-    assert!(
-        outcome.is_satisfied(),
-        "stalled at {got} of {TOTAL} ({outcome:?})"
-    );
-    let a = run.h.node_a().mptcp(ca).unwrap();
+    let a = run.h.node_a().mptcp(run.ca).unwrap();
     assert!(a.counters().window_probes >= 1, "{:?}", a.counters());
 }

@@ -1452,7 +1452,7 @@ pub struct MptcpConnection {
     scratch: Vec<u8>,
     /// Retransmission of a DATA_FIN that no data segment carries (it rides on pure ACKs).
     fin_timer: Option<Instant>,
-    fin_backoff: u32,
+    fin_backoff: u8,
     /// `snd_una` when the DATA_FIN backoff last started.
     fin_una: Option<Dsn>,
     /// The data-level retransmission timer: runs while data is mapped but not DATA_ACKed,
@@ -2325,12 +2325,9 @@ impl MptcpConnection {
     /// recovery the next hole goes at once (like a partial ACK in TCP's NewReno): the peer may
     /// have dropped much more than the first mapping.
     fn data_ack_progress(&mut self) {
-        if self.sh.snd_una == self.data_rto_una {
+        if !self.restart_data_rto_on_progress() {
             return;
         }
-        self.data_rto_una = self.sh.snd_una;
-        self.data_rto_backoff = 0;
-        self.data_rto.clear();
         if let Some(point) = self.data_recover {
             if self.sh.snd_una.distance_from(point) >= 0 {
                 self.data_recover = None;
@@ -2340,6 +2337,31 @@ impl MptcpConnection {
                 self.queue_data_retransmission();
             }
         }
+    }
+
+    /// The DATA_ACK moved since the data-level timer last started: start it afresh.
+    fn restart_data_rto_on_progress(&mut self) -> bool {
+        if self.sh.snd_una == self.data_rto_una {
+            return false;
+        }
+        self.data_rto_una = self.sh.snd_una;
+        self.data_rto_backoff = 0;
+        self.data_rto.clear();
+        true
+    }
+
+    /// The wait of a data-level timer after `backoff` doublings: the RTO of the best subflow
+    /// that works (the initial one may be dead), at most `cap`.
+    fn backed_off_rto(&self, backoff: u8, cap: smoltcp::time::Duration) -> smoltcp::time::Duration {
+        let rto = self
+            .subflows
+            .iter()
+            .filter(|s| usable(s) && !s.st.stale)
+            .map(|s| s.tcp.rto())
+            .min()
+            .or_else(|| self.subflows.first().map(|s| s.tcp.rto()))
+            .unwrap_or(cap);
+        (rto * (1u32 << backoff.min(16))).min(cap)
     }
 
     /// Section 3.3.6: the sender keeps data until it is DATA_ACKed, and the receiver may drop
@@ -2394,29 +2416,19 @@ impl MptcpConnection {
     /// is open: the RTO of the best working subflow, doubled on each expiry, at most
     /// [`MAX_DATA_RTO`].
     fn arm_data_rto(&mut self, now: Instant) {
-        let live = !self.sh.reset && self.subflows.iter().any(|s| s.tcp.state() != State::Closed);
-        if !self.data_outstanding() || !live {
+        let live =
+            || !self.sh.reset && self.subflows.iter().any(|s| s.tcp.state() != State::Closed);
+        if !self.data_outstanding() || !live() {
             self.data_rto.clear();
             self.data_recover = None;
             self.data_rto_backoff = 0;
             self.data_rto_una = self.sh.snd_una;
             return;
         }
-        if self.sh.snd_una != self.data_rto_una {
-            // Progress seen here first (a send path, not a segment): start afresh.
-            self.data_rto_una = self.sh.snd_una;
-            self.data_rto_backoff = 0;
-            self.data_rto.clear();
-        }
+        // Progress may be seen here first (a send path, not a segment).
+        self.restart_data_rto_on_progress();
         if !self.data_rto.is_set() {
-            let rto = self
-                .subflows
-                .iter()
-                .filter(|s| usable(s) && !s.st.stale)
-                .map(|s| s.tcp.rto())
-                .min()
-                .unwrap_or_else(|| self.subflows[0].tcp.rto());
-            let wait = (rto * (1u32 << self.data_rto_backoff)).min(MAX_DATA_RTO);
+            let wait = self.backed_off_rto(self.data_rto_backoff, MAX_DATA_RTO);
             self.data_rto.set(now + wait);
         }
     }
@@ -2446,14 +2458,7 @@ impl MptcpConnection {
             return;
         }
         if !self.window_probe.is_set() {
-            let rto = self
-                .subflows
-                .iter()
-                .filter(|s| usable(s) && !s.st.stale)
-                .map(|s| s.tcp.rto())
-                .min()
-                .unwrap_or_else(|| self.subflows[0].tcp.rto());
-            let wait = (rto * (1u32 << self.window_probe_backoff)).min(MAX_DATA_RTO);
+            let wait = self.backed_off_rto(self.window_probe_backoff, MAX_DATA_RTO);
             self.window_probe.set(now + wait);
         }
     }
@@ -2473,15 +2478,7 @@ impl MptcpConnection {
                 self.fin_timer = None;
             }
             if self.fin_timer.is_none() {
-                // The RTO of a subflow that works (the initial one may be dead), bounded.
-                let rto = self
-                    .subflows
-                    .iter()
-                    .filter(|s| usable(s) && !s.st.stale)
-                    .map(|s| s.tcp.rto())
-                    .min()
-                    .unwrap_or_else(|| self.subflows[0].tcp.rto());
-                let wait = (rto * (1u32 << self.fin_backoff)).min(MAX_DATA_FIN_WAIT);
+                let wait = self.backed_off_rto(self.fin_backoff, MAX_DATA_FIN_WAIT);
                 self.fin_timer = Some(now + wait);
             }
         }
